@@ -1,0 +1,377 @@
+//! Control: per-coordinator levels, the overall level with its relax hold, and the scale.
+//!
+//! [`Controller`] is a plain state machine on injected time (`now` is the
+//! monotonic time since start), so the service, the tests and `mdp simulate`
+//! drive the very same code.
+
+mod hysteresis;
+mod policy;
+
+pub use hysteresis::{WatermarkError, Watermarks};
+pub use policy::{RampedScale, ScalePolicy, ScalePolicyError};
+
+use crate::level::Level;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How often the control loop re-reads the scale while a recovery ramp runs.
+pub const RAMP_STEP: Duration = Duration::from_millis(100);
+
+/// Validated control settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlConfig {
+    pub watermarks: Watermarks,
+    pub policy: ScalePolicy,
+    /// A lower level must hold this long before the scale relaxes to it.
+    pub relax_after: Duration,
+    /// When the scale rises it climbs linearly over this time (zero: at once).
+    pub recovery_ramp: Duration,
+    /// Pushed coordinators silent for longer are stale (None: never).
+    pub push_ttl: Option<Duration>,
+    /// Pulled coordinators not refreshed for longer are stale.
+    pub pull_ttl: Duration,
+    /// Consecutive failed polls after which pulled coordinators are stale.
+    pub pull_max_failures: u32,
+    /// The level a stale coordinator counts as.
+    pub stale_level: Level,
+    /// Distinct coordinators tracked at most; events from more are refused.
+    pub max_coordinators: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            watermarks: Watermarks::default(),
+            policy: ScalePolicy::default(),
+            relax_after: Duration::from_secs(3),
+            recovery_ramp: Duration::ZERO,
+            push_ttl: None,
+            pull_ttl: Duration::from_secs(30),
+            pull_max_failures: 3,
+            stale_level: Level::Soft,
+            max_coordinators: 256,
+        }
+    }
+}
+
+/// Where an observation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// `POST /feedback` (the store's broadcaster, or the demo's store model).
+    Push,
+    /// Polled from the store's own `/metrics`.
+    Pull,
+}
+
+/// One validated report of a coordinator's queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub coordinator_id: String,
+    pub queue_size: u64,
+    pub capacity: u64,
+    /// The level the store reported, if any; derived from depth otherwise.
+    pub level: Option<Level>,
+    /// Event time, Unix epoch seconds (receive time when the event had none).
+    pub ts: f64,
+    pub source: Source,
+    pub reason: Option<String>,
+}
+
+/// What became of an observation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// Applied; the coordinator is now at `level`.
+    Applied { level: Level },
+    /// Older than the last event applied for this coordinator; ignored.
+    OutOfOrder { last_ts: f64 },
+    /// A new coordinator beyond `max_coordinators`; refused.
+    TooManyCoordinators,
+}
+
+/// Something worth one log line and a metric.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlEvent {
+    /// The level driving the scale changed.
+    LevelChanged { from: Level, to: Level, scale: f64 },
+    /// A coordinator went stale or came back.
+    Staleness { coordinator_id: String, stale: bool },
+}
+
+#[derive(Debug, Clone)]
+struct Coordinator {
+    queue_size: u64,
+    capacity: u64,
+    level: Level,
+    last_ts: f64,
+    last_seen: Duration,
+    source: Source,
+    reason: Option<String>,
+    stale: bool,
+}
+
+/// A coordinator as shown in the state API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CoordinatorView {
+    pub coordinator_id: String,
+    pub queue_size: u64,
+    pub capacity: u64,
+    pub utilization: f64,
+    pub level: Level,
+    pub stale: bool,
+    pub age_seconds: f64,
+    pub source: Source,
+    pub reason: Option<String>,
+    pub last_event_ts: f64,
+}
+
+/// The control state machine.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    config: ControlConfig,
+    coordinators: BTreeMap<String, Coordinator>,
+    raw: Level,
+    applied: Level,
+    relax_since: Option<Duration>,
+    scale: RampedScale,
+    flaps_suppressed: u64,
+    pull_failures: u32,
+    events: Vec<ControlEvent>,
+}
+
+impl Controller {
+    pub fn new(config: ControlConfig) -> Self {
+        let scale = RampedScale::new(config.policy.scale_for(Level::Ok), config.recovery_ramp);
+        Controller {
+            config,
+            coordinators: BTreeMap::new(),
+            raw: Level::Ok,
+            applied: Level::Ok,
+            relax_since: None,
+            scale,
+            flaps_suppressed: 0,
+            pull_failures: 0,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ControlConfig {
+        &self.config
+    }
+
+    /// Applies one observation and re-evaluates the overall level.
+    pub fn observe(&mut self, obs: Observation, now: Duration) -> Outcome {
+        let marks = self.config.watermarks;
+        let fraction = obs.queue_size as f64 / obs.capacity.max(1) as f64;
+        let full = self.coordinators.len() >= self.config.max_coordinators;
+        let outcome = match self.coordinators.get_mut(&obs.coordinator_id) {
+            Some(coord) if obs.ts < coord.last_ts => Outcome::OutOfOrder {
+                last_ts: coord.last_ts,
+            },
+            Some(coord) => {
+                let level = obs
+                    .level
+                    .unwrap_or_else(|| marks.next_level(coord.level, fraction));
+                coord.queue_size = obs.queue_size;
+                coord.capacity = obs.capacity;
+                coord.level = level;
+                coord.last_ts = obs.ts;
+                coord.last_seen = now;
+                coord.source = obs.source;
+                coord.reason = obs.reason;
+                Outcome::Applied { level }
+            }
+            None if full => {
+                Outcome::TooManyCoordinators
+            }
+            None => {
+                let level = obs
+                    .level
+                    .unwrap_or_else(|| marks.next_level(Level::Ok, fraction));
+                let coord = Coordinator {
+                    queue_size: obs.queue_size,
+                    capacity: obs.capacity,
+                    level,
+                    last_ts: obs.ts,
+                    last_seen: now,
+                    source: obs.source,
+                    reason: obs.reason,
+                    stale: false,
+                };
+                self.coordinators.insert(obs.coordinator_id, coord);
+                Outcome::Applied { level }
+            }
+        };
+        if obs.source == Source::Pull && matches!(outcome, Outcome::Applied { .. }) {
+            self.pull_failures = 0;
+        }
+        self.evaluate(now);
+        outcome
+    }
+
+    /// Records a failed poll of the store; after `pull_max_failures` in a row
+    /// every pulled coordinator counts as stale until a poll succeeds.
+    pub fn pull_failed(&mut self, now: Duration) {
+        self.pull_failures = self.pull_failures.saturating_add(1);
+        self.evaluate(now);
+    }
+
+    /// Re-evaluates time-driven state: TTLs, the relax hold, the ramp.
+    pub fn tick(&mut self, now: Duration) {
+        self.evaluate(now);
+    }
+
+    /// Events since the last call, oldest first.
+    pub fn drain_events(&mut self) -> Vec<ControlEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The level driving the scale (after the relax hold).
+    pub fn level(&self) -> Level {
+        self.applied
+    }
+
+    /// The most severe level over coordinators right now (before the hold).
+    pub fn raw_level(&self) -> Level {
+        self.raw
+    }
+
+    /// The scale in force at `now` (ramped).
+    pub fn scale(&self, now: Duration) -> f64 {
+        self.scale.at(now)
+    }
+
+    /// The scale the ramp is heading to.
+    pub fn target_scale(&self) -> f64 {
+        self.scale.target()
+    }
+
+    pub fn flaps_suppressed(&self) -> u64 {
+        self.flaps_suppressed
+    }
+
+    pub fn pull_failures(&self) -> u32 {
+        self.pull_failures
+    }
+
+    /// Depth and capacity of the most severe live coordinator (0 and None
+    /// when no coordinator is live).
+    pub fn queue_depth(&self) -> (u64, Option<u64>) {
+        self.coordinators
+            .values()
+            .filter(|c| !c.stale)
+            .max_by(|a, b| {
+                let fa = a.queue_size as f64 / a.capacity.max(1) as f64;
+                let fb = b.queue_size as f64 / b.capacity.max(1) as f64;
+                a.level.cmp(&b.level).then(fa.total_cmp(&fb))
+            })
+            .map_or((0, None), |c| (c.queue_size, Some(c.capacity)))
+    }
+
+    /// Every coordinator with its age at `now`.
+    pub fn coordinators(&self, now: Duration) -> Vec<CoordinatorView> {
+        self.coordinators
+            .iter()
+            .map(|(id, c)| CoordinatorView {
+                coordinator_id: id.clone(),
+                queue_size: c.queue_size,
+                capacity: c.capacity,
+                utilization: c.queue_size as f64 / c.capacity.max(1) as f64,
+                level: c.level,
+                stale: c.stale,
+                age_seconds: now.saturating_sub(c.last_seen).as_secs_f64(),
+                source: c.source,
+                reason: c.reason.clone(),
+                last_event_ts: c.last_ts,
+            })
+            .collect()
+    }
+
+    /// When `tick` next has something to do, if ever.
+    pub fn next_deadline(&self, now: Duration) -> Option<Duration> {
+        let relax = self.relax_since.map(|since| since + self.config.relax_after);
+        let ramp = self.scale.is_ramping(now).then(|| now + RAMP_STEP);
+        let expiry = self
+            .coordinators
+            .values()
+            .filter(|c| !c.stale)
+            .filter_map(|c| self.ttl_for(c.source).map(|ttl| c.last_seen + ttl))
+            .min();
+        [relax, ramp, expiry].into_iter().flatten().min()
+    }
+
+    fn ttl_for(&self, source: Source) -> Option<Duration> {
+        match source {
+            Source::Push => self.config.push_ttl,
+            Source::Pull => Some(self.config.pull_ttl),
+        }
+    }
+
+    fn refresh_staleness(&mut self, now: Duration) {
+        let pull_down = self.pull_failures >= self.config.pull_max_failures;
+        let (push_ttl, pull_ttl) = (self.config.push_ttl, self.config.pull_ttl);
+        for (id, coord) in &mut self.coordinators {
+            let ttl = match coord.source {
+                Source::Push => push_ttl,
+                Source::Pull => Some(pull_ttl),
+            };
+            let expired = ttl.is_some_and(|ttl| now.saturating_sub(coord.last_seen) >= ttl);
+            let stale = expired || (coord.source == Source::Pull && pull_down);
+            if stale != coord.stale {
+                coord.stale = stale;
+                self.events.push(ControlEvent::Staleness {
+                    coordinator_id: id.clone(),
+                    stale,
+                });
+            }
+        }
+    }
+
+    fn evaluate(&mut self, now: Duration) {
+        self.refresh_staleness(now);
+        let stale_level = self.config.stale_level;
+        let raw = self
+            .coordinators
+            .values()
+            .map(|c| if c.stale { stale_level } else { c.level })
+            .max()
+            .unwrap_or(Level::Ok);
+        let raw_changed = raw != self.raw;
+        self.raw = raw;
+        let before = self.applied;
+        if raw > self.applied {
+            // Tighten at once.
+            self.applied = raw;
+            self.relax_since = None;
+        } else if raw < self.applied {
+            // Relax only once the lower level has held, unchanged, for relax_after.
+            let since = match self.relax_since {
+                Some(since) if !raw_changed => since,
+                _ => now,
+            };
+            if now.saturating_sub(since) >= self.config.relax_after {
+                self.applied = raw;
+                self.relax_since = None;
+            } else {
+                self.relax_since = Some(since);
+            }
+        } else {
+            self.relax_since = None;
+        }
+        if self.applied != before {
+            let target = self.config.policy.scale_for(self.applied);
+            self.scale.retarget(target, now);
+            self.events.push(ControlEvent::LevelChanged {
+                from: before,
+                to: self.applied,
+                scale: target,
+            });
+        } else if raw_changed {
+            self.flaps_suppressed += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+use super::*;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn event(id: &str, queue_size: u64, level: Option<Level>, ts: f64) -> Observation {
+    Observation {
+        coordinator_id: id.to_owned(),
+        queue_size,
+        capacity: 10_000,
+        level,
+        ts,
+        source: Source::Push,
+        reason: None,
+    }
+}
+
+fn controller(relax_after: Duration) -> Controller {
+    Controller::new(ControlConfig {
+        relax_after,
+        ..ControlConfig::default()
+    })
+}
+
+#[test]
+fn seed_scenarios_map_to_levels_and_scales() {
+    let mut ctl = controller(Duration::ZERO);
+    let seeds = [
+        (500, Level::Ok, 1.0),
+        (6000, Level::Soft, 0.5),
+        (9500, Level::Hard, 0.0),
+        (800, Level::Ok, 1.0),
+    ];
+    for (i, (depth, level, scale)) in seeds.into_iter().enumerate() {
+        let now = ms(i as u64 * 1000);
+        let outcome = ctl.observe(event("store_01", depth, Some(level), i as f64), now);
+        assert_eq!(outcome, Outcome::Applied { level });
+        assert_eq!(ctl.level(), level);
+        assert_eq!(ctl.scale(now), scale);
+        assert_eq!(ctl.queue_depth(), (depth, Some(10_000)));
+    }
+}
+
+#[test]
+fn an_older_event_never_overrides_a_newer_one() {
+    let mut ctl = controller(Duration::ZERO);
+    ctl.observe(event("s", 9500, Some(Level::Hard), 100.0), ms(0));
+    let outcome = ctl.observe(event("s", 100, Some(Level::Ok), 99.5), ms(1));
+    assert_eq!(outcome, Outcome::OutOfOrder { last_ts: 100.0 });
+    assert_eq!(ctl.level(), Level::Hard);
+    assert_eq!(ctl.queue_depth().0, 9500);
+    // The same timestamp is not older: it applies.
+    let outcome = ctl.observe(event("s", 100, Some(Level::Ok), 100.0), ms(2));
+    assert_eq!(outcome, Outcome::Applied { level: Level::Ok });
+}
+
+#[test]
+fn the_most_severe_live_coordinator_wins() {
+    let mut ctl = controller(Duration::ZERO);
+    ctl.observe(event("a", 500, None, 1.0), ms(0));
+    ctl.observe(event("b", 9500, None, 1.0), ms(0));
+    ctl.observe(event("c", 6000, None, 1.0), ms(0));
+    assert_eq!(ctl.level(), Level::Hard);
+    assert_eq!(ctl.queue_depth().0, 9500);
+}
+
+#[test]
+fn flapping_at_one_kilohertz_tightens_once_and_relaxes_once() {
+    let relax = Duration::from_secs(3);
+    let mut ctl = controller(relax);
+    let mut changes = Vec::new();
+    // 2 s of SOFT/OK alternating every millisecond, as the real store does at
+    // its low watermark, then OK holding.
+    for i in 0..2000u64 {
+        let level = if i % 2 == 0 { Level::Soft } else { Level::Ok };
+        ctl.observe(event("store_01", 500, Some(level), i as f64 / 1000.0), ms(i));
+        changes.extend(ctl.drain_events());
+    }
+    let mut now = ms(2000);
+    while let Some(deadline) = ctl.next_deadline(now) {
+        now = deadline;
+        ctl.tick(now);
+        changes.extend(ctl.drain_events());
+    }
+    let scale_changes: Vec<_> = changes
+        .iter()
+        .filter_map(|e| match e {
+            ControlEvent::LevelChanged { to, scale, .. } => Some((*to, *scale)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scale_changes, vec![(Level::Soft, 0.5), (Level::Ok, 1.0)]);
+    assert!(ctl.flaps_suppressed() >= 1998, "{}", ctl.flaps_suppressed());
+    // The relax came only after OK had held for the full hold.
+    assert!(now >= ms(1999) + relax);
+}
+
+#[test]
+fn relax_waits_for_the_hold_and_tighten_does_not() {
+    let mut ctl = controller(Duration::from_secs(3));
+    ctl.observe(event("s", 9500, Some(Level::Hard), 1.0), ms(0));
+    assert_eq!(ctl.scale(ms(0)), 0.0);
+    ctl.observe(event("s", 800, Some(Level::Ok), 2.0), ms(1000));
+    assert_eq!(ctl.level(), Level::Hard);
+    assert_eq!(ctl.next_deadline(ms(1000)), Some(ms(4000)));
+    ctl.tick(ms(3999));
+    assert_eq!(ctl.level(), Level::Hard);
+    ctl.tick(ms(4000));
+    assert_eq!(ctl.level(), Level::Ok);
+    assert_eq!(ctl.scale(ms(4000)), 1.0);
+}
+
+#[test]
+fn recovery_ramp_climbs_linearly() {
+    let mut ctl = Controller::new(ControlConfig {
+        relax_after: Duration::ZERO,
+        recovery_ramp: Duration::from_secs(10),
+        ..ControlConfig::default()
+    });
+    ctl.observe(event("s", 9500, Some(Level::Hard), 1.0), ms(0));
+    ctl.observe(event("s", 800, Some(Level::Ok), 2.0), ms(1000));
+    assert_eq!(ctl.scale(ms(1000)), 0.0);
+    assert!((ctl.scale(ms(6000)) - 0.5).abs() < 1e-9);
+    assert_eq!(ctl.scale(ms(11_000)), 1.0);
+    assert_eq!(ctl.target_scale(), 1.0);
+}
+
+#[test]
+fn a_push_ttl_makes_silent_coordinators_stale_at_the_fail_safe_level() {
+    let mut ctl = Controller::new(ControlConfig {
+        relax_after: Duration::ZERO,
+        push_ttl: Some(Duration::from_secs(30)),
+        ..ControlConfig::default()
+    });
+    ctl.observe(event("s", 500, Some(Level::Ok), 1.0), ms(0));
+    assert_eq!(ctl.next_deadline(ms(0)), Some(ms(30_000)));
+    ctl.tick(ms(30_000));
+    assert_eq!(ctl.level(), Level::Soft);
+    assert!(ctl.coordinators(ms(30_000))[0].stale);
+    assert_eq!(ctl.queue_depth(), (0, None));
+    let events = ctl.drain_events();
+    assert!(events.contains(&ControlEvent::Staleness {
+        coordinator_id: "s".into(),
+        stale: true
+    }));
+    ctl.observe(event("s", 500, Some(Level::Ok), 40.0), ms(40_000));
+    assert_eq!(ctl.level(), Level::Ok);
+    assert!(!ctl.coordinators(ms(40_000))[0].stale);
+}
+
+#[test]
+fn silence_is_not_failure_without_a_ttl() {
+    let mut ctl = controller(Duration::ZERO);
+    ctl.observe(event("s", 500, Some(Level::Ok), 1.0), ms(0));
+    assert_eq!(ctl.next_deadline(ms(0)), None);
+    ctl.tick(Duration::from_secs(86_400));
+    assert_eq!(ctl.level(), Level::Ok);
+}
+
+#[test]
+fn repeated_pull_failures_make_pulled_coordinators_stale() {
+    let mut ctl = controller(Duration::ZERO);
+    let mut obs = event("coord", 500, None, 1.0);
+    obs.source = Source::Pull;
+    ctl.observe(obs.clone(), ms(0));
+    ctl.pull_failed(ms(5000));
+    ctl.pull_failed(ms(10_000));
+    assert_eq!(ctl.level(), Level::Ok);
+    ctl.pull_failed(ms(15_000));
+    assert_eq!(ctl.level(), Level::Soft);
+    obs.ts = 20.0;
+    ctl.observe(obs, ms(20_000));
+    assert_eq!(ctl.level(), Level::Ok);
+    assert_eq!(ctl.pull_failures(), 0);
+}
+
+#[test]
+fn coordinators_beyond_the_cap_are_refused() {
+    let mut ctl = Controller::new(ControlConfig {
+        max_coordinators: 2,
+        ..ControlConfig::default()
+    });
+    assert!(matches!(ctl.observe(event("a", 1, None, 1.0), ms(0)), Outcome::Applied { .. }));
+    assert!(matches!(ctl.observe(event("b", 1, None, 1.0), ms(0)), Outcome::Applied { .. }));
+    assert_eq!(ctl.observe(event("c", 9999, None, 1.0), ms(0)), Outcome::TooManyCoordinators);
+    assert_eq!(ctl.level(), Level::Ok);
+    assert!(matches!(ctl.observe(event("a", 2, None, 2.0), ms(0)), Outcome::Applied { .. }));
+}

@@ -1,0 +1,7 @@
+//! mdp: closes the loop between a market-data store's write queue and the
+//! rate-limited providers feeding it.
+#![forbid(unsafe_code)]
+
+pub mod autoscale;
+pub mod level;
+pub mod control;
