@@ -5,3 +5,6 @@
 pub mod autoscale;
 pub mod level;
 pub mod control;
+pub mod clock;
+pub mod rate;
+pub mod feedback;

@@ -1,0 +1,1 @@
+//! Autoscaling configuration (KEDA triggers, HPA behaviour) and models of KEDA and the HPA.
