@@ -8,3 +8,6 @@ pub mod control;
 pub mod clock;
 pub mod rate;
 pub mod feedback;
+pub mod telemetry;
+pub mod cli;
+pub mod config;

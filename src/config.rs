@@ -1,0 +1,227 @@
+//! Validated configuration: what the service runs with, built from raw arguments.
+
+use crate::cli::ServeArgs;
+use crate::control::{ControlConfig, ScalePolicy, Watermarks};
+use crate::feedback::pull::PullConfig;
+use crate::level::Level;
+use crate::rate::ProviderSpec;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A start-up configuration error: names the option and what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid --{option}: {message}")]
+pub struct ConfigError {
+    pub option: &'static str,
+    pub message: String,
+}
+
+fn refuse(option: &'static str, message: impl ToString) -> ConfigError {
+    ConfigError {
+        option,
+        message: message.to_string(),
+    }
+}
+
+/// Limits the HTTP layer enforces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpLimits {
+    pub max_body: u64,
+    pub acquire_max_wait: Duration,
+}
+
+/// Everything `mdp serve` runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub providers: Vec<ProviderSpec>,
+    pub feedback_enabled: bool,
+    pub feedback_provider: Option<String>,
+    pub control: ControlConfig,
+    pub pull: Option<PullConfig>,
+    pub http: HttpLimits,
+    pub shutdown_timeout: Duration,
+}
+
+impl TryFrom<ServeArgs> for ServeConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: ServeArgs) -> Result<Self, ConfigError> {
+        let providers = parse_providers(&args.providers)?;
+        if let Some(name) = &args.feedback_provider
+            && !providers.iter().any(|p| &p.name == name)
+        {
+            return Err(refuse(
+                "feedback-provider",
+                format!("{name:?} is not a configured --provider"),
+            ));
+        }
+        let watermarks = Watermarks::try_new(
+            args.soft_watermark,
+            args.hard_watermark,
+            args.hard_release,
+            args.soft_release,
+        )
+        .map_err(|e| refuse(watermark_option(&e), e))?;
+        let policy = ScalePolicy::try_new(args.scale_ok, args.scale_soft, args.scale_hard)
+            .map_err(|e| refuse(scale_option(&e), e))?;
+        let stale_level: Level = args.stale_level.parse().map_err(|e| refuse("stale-level", e))?;
+        if stale_level == Level::Ok {
+            return Err(refuse("stale-level", "a stale coordinator must never count as ok"));
+        }
+        if args.feedback_ttl.is_some_and(|ttl| ttl.is_zero()) {
+            return Err(refuse("feedback-ttl", "must be > 0 (omit it to turn the TTL off)"));
+        }
+        if args.max_coordinators == 0 {
+            return Err(refuse("max-coordinators", "must be >= 1"));
+        }
+        let control = ControlConfig {
+            watermarks,
+            policy,
+            relax_after: args.relax_after,
+            recovery_ramp: args.recovery_ramp,
+            push_ttl: args.feedback_ttl,
+            pull_ttl: args.pull_ttl,
+            pull_max_failures: args.pull_max_failures,
+            stale_level,
+            max_coordinators: args.max_coordinators,
+        };
+        let pull = args.store_metrics_url.clone().map(|url| pull_config(&args, url)).transpose()?;
+        if args.max_body < 1024 {
+            return Err(refuse("max-body", "must be at least 1024 bytes"));
+        }
+        Ok(ServeConfig {
+            listen: args.listen,
+            providers,
+            feedback_enabled: args.feedback_enabled,
+            feedback_provider: args.feedback_provider,
+            control,
+            pull,
+            http: HttpLimits {
+                max_body: args.max_body,
+                acquire_max_wait: args.acquire_max_wait,
+            },
+            shutdown_timeout: args.shutdown_timeout,
+        })
+    }
+}
+
+fn parse_providers(texts: &[String]) -> Result<Vec<ProviderSpec>, ConfigError> {
+    let mut providers: Vec<ProviderSpec> = Vec::new();
+    for text in texts.iter().filter(|t| !t.trim().is_empty()) {
+        let spec: ProviderSpec = text.parse().map_err(|e| refuse("provider", e))?;
+        if providers.iter().any(|p| p.name == spec.name) {
+            return Err(refuse("provider", format!("{:?} is configured twice", spec.name)));
+        }
+        providers.push(spec);
+    }
+    if providers.is_empty() {
+        return Err(refuse("provider", "at least one provider is needed"));
+    }
+    Ok(providers)
+}
+
+fn pull_config(args: &ServeArgs, url: String) -> Result<PullConfig, ConfigError> {
+    let parsed = reqwest::Url::parse(&url).map_err(|e| refuse("store-metrics-url", e))?;
+    if parsed.scheme() != "http" {
+        return Err(refuse("store-metrics-url", "only http:// URLs are supported"));
+    }
+    if args.pull_interval.is_zero() {
+        return Err(refuse("pull-interval", "must be > 0"));
+    }
+    if args.pull_timeout.is_zero() || args.pull_timeout > args.pull_interval {
+        return Err(refuse("pull-timeout", "must be > 0 and at most --pull-interval"));
+    }
+    if args.pull_ttl <= args.pull_interval {
+        return Err(refuse("pull-ttl", "must be longer than --pull-interval"));
+    }
+    if args.pull_max_failures == 0 {
+        return Err(refuse("pull-max-failures", "must be >= 1"));
+    }
+    if args.store_capacity == 0 {
+        return Err(refuse("store-capacity", "must be > 0"));
+    }
+    if args.pull_metric.is_empty() || args.pull_label.is_empty() {
+        return Err(refuse("pull-metric", "metric and label names must not be empty"));
+    }
+    Ok(PullConfig {
+        url,
+        interval: args.pull_interval,
+        timeout: args.pull_timeout,
+        metric: args.pull_metric.clone(),
+        label: args.pull_label.clone(),
+        capacity: args.store_capacity,
+    })
+}
+
+fn watermark_option(error: &crate::control::WatermarkError) -> &'static str {
+    match error {
+        crate::control::WatermarkError::OutOfRange { name, .. } => name,
+        crate::control::WatermarkError::Order { low, .. } => low,
+    }
+}
+
+fn scale_option(error: &crate::control::ScalePolicyError) -> &'static str {
+    match error {
+        crate::control::ScalePolicyError::OutOfRange { name, .. } => name,
+        crate::control::ScalePolicyError::NotMonotonic { .. } => "scale-soft",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn config(extra: &[&str]) -> Result<ServeConfig, ConfigError> {
+        let mut argv = vec!["mdp", "serve"];
+        argv.extend_from_slice(extra);
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("parses").command;
+        ServeConfig::try_from(args)
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented() {
+        let cfg = config(&[]).expect("valid");
+        assert_eq!(cfg.providers, vec![ProviderSpec::default()]);
+        assert_eq!(cfg.control, ControlConfig::default());
+        assert!(cfg.pull.is_none());
+    }
+
+    #[test]
+    fn nonsense_is_refused_naming_the_option() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--soft-watermark", "0.95"], "--soft-watermark"),
+            (&["--hard-watermark", "1.5"], "--hard-watermark"),
+            (&["--soft-release", "0.6"], "--soft-release"),
+            (&["--scale-soft", "1.5"], "--scale-soft"),
+            (&["--scale-hard", "NaN"], "--scale-hard"),
+            (&["--scale-ok", "0.2"], "--scale-soft"),
+            (&["--provider", "ibkr=0/s"], "--provider"),
+            (&["--provider", "a=1/s", "--provider", "a=2/s"], "--provider"),
+            (&["--feedback-provider", "nope"], "--feedback-provider"),
+            (&["--stale-level", "ok"], "--stale-level"),
+            (&["--stale-level", "meh"], "--stale-level"),
+            (&["--feedback-ttl", "0s"], "--feedback-ttl"),
+            (&["--store-metrics-url", "not a url"], "--store-metrics-url"),
+            (&["--store-metrics-url", "http://s/m", "--pull-ttl", "1s"], "--pull-ttl"),
+            (&["--store-metrics-url", "http://s/m", "--store-capacity", "0"], "--store-capacity"),
+            (&["--max-body", "10"], "--max-body"),
+        ];
+        for (args, option) in cases {
+            let err = config(args).expect_err("must be refused");
+            let line = err.to_string();
+            assert!(line.starts_with(&format!("invalid {option}:")), "{args:?}: {line}");
+            assert!(!line.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn pull_mode_is_configured_from_the_url() {
+        let cfg = config(&["--store-metrics-url", "http://127.0.0.1:9/metrics"]).expect("valid");
+        let pull = cfg.pull.expect("pull mode on");
+        assert_eq!(pull.capacity, 10_000);
+        assert_eq!(pull.metric, "mds_coord_queue_depth");
+    }
+}
