@@ -15,8 +15,9 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Log filter (tracing EnvFilter syntax), e.g. info or mdp=debug.
-    #[arg(long, env = "MDP_LOG", default_value = "info", global = true)]
+    /// Log filter (tracing EnvFilter syntax), e.g. info or mdp=debug. Connection
+    /// errors of clients that hang up are hidden unless warp::server is named.
+    #[arg(long, env = "MDP_LOG", default_value = "info,warp::server=off", global = true)]
     pub log: String,
     /// Log line format.
     #[arg(long, env = "MDP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]

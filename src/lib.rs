@@ -11,3 +11,6 @@ pub mod feedback;
 pub mod telemetry;
 pub mod cli;
 pub mod config;
+pub mod engine;
+pub mod http;
+pub mod service;

@@ -1,0 +1,94 @@
+//! HTTP interface: routes, request limits, JSON errors.
+
+mod api;
+mod assets;
+mod error;
+mod stream;
+
+pub use error::ApiError;
+
+use crate::clock::Clock;
+use crate::config::ServeConfig;
+use crate::engine::EngineHandle;
+use crate::rate::RateCoordinator;
+use crate::telemetry::Metrics;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::watch;
+use warp::Filter;
+use warp::reply::Response;
+
+/// Everything a request handler may touch.
+#[derive(Clone)]
+pub struct Ctx {
+    pub config: Arc<ServeConfig>,
+    pub engine: EngineHandle,
+    pub rates: Arc<RateCoordinator>,
+    pub metrics: Metrics,
+    pub clock: Clock,
+    pub ready: Arc<AtomicBool>,
+    /// Turns true when the service starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !*self.shutdown.borrow()
+    }
+}
+
+/// Every route of the service, with JSON errors for what matches none.
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let max_body = ctx.config.http.max_body;
+    let with_ctx = warp::any().map(move || ctx.clone());
+    let get = warp::get();
+    let post = warp::post();
+
+    let health = warp::path!("health").and(get).map(api::health);
+    let ready = warp::path!("ready").and(get).and(with_ctx.clone()).map(api::ready);
+    let metrics = warp::path!("metrics").and(get).and(with_ctx.clone()).map(api::metrics);
+    let feedback = warp::path!("feedback")
+        .and(post)
+        .and(with_ctx.clone())
+        .and(api::json_body(max_body))
+        .then(api::feedback);
+    let state = warp::path!("api" / "v1" / "state")
+        .and(get)
+        .and(with_ctx.clone())
+        .map(api::state);
+    let history = warp::path!("api" / "v1" / "history")
+        .and(get)
+        .and(with_ctx.clone())
+        .map(api::history);
+    let events = warp::path!("api" / "v1" / "stream")
+        .and(get)
+        .and(with_ctx.clone())
+        .map(stream::sse);
+    let acquire = warp::path!("api" / "v1" / "acquire")
+        .and(post)
+        .and(with_ctx.clone())
+        .and(api::json_body(max_body))
+        .then(api::acquire);
+    let assets = get.and(warp::path::tail()).map(assets::serve);
+
+    health
+        .or(ready)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(feedback)
+        .unify()
+        .or(state)
+        .unify()
+        .or(history)
+        .unify()
+        .or(events)
+        .unify()
+        .or(acquire)
+        .unify()
+        .or(assets)
+        .unify()
+        .recover(error::recover)
+        .unify()
+}

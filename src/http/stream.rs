@@ -1,0 +1,85 @@
+//! The state document and its live Server-Sent Events stream.
+
+use super::Ctx;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::time::Duration;
+use warp::Reply;
+use warp::reply::Response;
+use warp::sse::Event;
+
+/// The state document of `GET /api/v1/state` and of every stream message.
+pub fn state_json(ctx: &Ctx) -> Value {
+    let snapshot = ctx.engine.current();
+    let since = ctx.clock.now().saturating_sub(snapshot.at).as_secs_f64();
+    let coordinators: Vec<Value> = snapshot
+        .coordinators
+        .iter()
+        .map(|c| {
+            let mut value = json!(c);
+            value["age_seconds"] = json!(c.age_seconds + since);
+            value
+        })
+        .collect();
+    let control = &ctx.config.control;
+    let marks = control.watermarks;
+    json!({
+        "seq": snapshot.seq,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": ctx.clock.now().as_secs_f64(),
+        "level": snapshot.level,
+        "raw_level": snapshot.raw_level,
+        "scale": snapshot.scale,
+        "target_scale": snapshot.target_scale,
+        "queue_depth": snapshot.queue_depth,
+        "capacity": snapshot.capacity,
+        "providers": ctx.rates.views(),
+        "coordinators": coordinators,
+        "thresholds": {
+            "soft_watermark": marks.soft_at,
+            "hard_watermark": marks.hard_at,
+            "hard_release": marks.hard_release,
+            "soft_release": marks.soft_release,
+            "relax_after_seconds": control.relax_after.as_secs_f64(),
+            "recovery_ramp_seconds": control.recovery_ramp.as_secs_f64(),
+            "scale": {
+                "ok": control.policy.ok,
+                "soft": control.policy.soft,
+                "hard": control.policy.hard,
+            },
+            "stale_level": control.stale_level,
+            "feedback_ttl_seconds": control.push_ttl.map(|t| t.as_secs_f64()),
+        },
+        "feedback_enabled": ctx.config.feedback_enabled,
+        "pull": ctx.config.pull.as_ref().map(|p| json!({
+            "url": p.url,
+            "interval_seconds": p.interval.as_secs_f64(),
+            "consecutive_failures": snapshot.pull_failures,
+        })),
+        "flaps_suppressed": snapshot.flaps_suppressed,
+    })
+}
+
+/// `GET /api/v1/stream`: a snapshot on every change and at least every second,
+/// ending when the service shuts down.
+pub fn sse(ctx: Ctx) -> Response {
+    let mut changes = ctx.engine.snapshot.clone();
+    changes.mark_changed();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let shutdown = ctx.shutdown.clone();
+    let state = (ctx, changes, ticks, shutdown);
+    let events = futures_util::stream::unfold(state, |(ctx, mut changes, mut ticks, mut shutdown)| async move {
+        if *shutdown.borrow() {
+            return None;
+        }
+        tokio::select! {
+            changed = changes.changed() => changed.ok()?,
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return None,
+        }
+        let event = Event::default().event("state").data(state_json(&ctx).to_string());
+        Some((Ok::<_, Infallible>(event), (ctx, changes, ticks, shutdown)))
+    });
+    warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response()
+}
