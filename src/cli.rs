@@ -11,13 +11,22 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "mdp", version, about = "Adaptive backpressure, rate tokens and autoscaling signals for market-data pipelines")]
+#[command(
+    name = "mdp",
+    version,
+    about = "Adaptive backpressure, rate tokens and autoscaling signals for market-data pipelines"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log filter (tracing EnvFilter syntax), e.g. info or mdp=debug. Connection
     /// errors of clients that hang up are hidden unless warp::server is named.
-    #[arg(long, env = "MDP_LOG", default_value = "info,warp::server=off", global = true)]
+    #[arg(
+        long,
+        env = "MDP_LOG",
+        default_value = "info,warp::server=off",
+        global = true
+    )]
     pub log: String,
     /// Log line format.
     #[arg(long, env = "MDP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -44,7 +53,12 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Provider as NAME=RATE[/UNIT][,burst=N]; repeat the flag (or separate with ; in the variable).
-    #[arg(long = "provider", env = "MDP_PROVIDERS", value_delimiter = ';', default_value = "ibkr=60/s,burst=100")]
+    #[arg(
+        long = "provider",
+        env = "MDP_PROVIDERS",
+        value_delimiter = ';',
+        default_value = "ibkr=60/s,burst=100"
+    )]
     pub providers: Vec<String>,
 
     /// Apply store feedback to provider rates (false: accept events, change nothing).
@@ -126,6 +140,10 @@ pub struct ServeArgs {
     /// Longest an acquire request may wait for tokens (its wait_ms is capped to this).
     #[arg(long, env = "MDP_ACQUIRE_MAX_WAIT", default_value = "10s", value_parser = duration)]
     pub acquire_max_wait: Duration,
+    /// After SIGTERM/SIGINT, keep serving with /ready at 503 this long so load
+    /// balancers stop routing here before the listener closes.
+    #[arg(long, env = "MDP_DRAIN_DELAY", default_value = "0s", value_parser = duration)]
+    pub drain_delay: Duration,
     /// Time in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "MDP_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub shutdown_timeout: Duration,
@@ -154,8 +172,18 @@ mod tests {
     #[test]
     fn flags_override_defaults() {
         let cli = Cli::try_parse_from([
-            "mdp", "serve", "--listen", "127.0.0.1:9", "--provider", "a=1/s", "--provider", "b=2/s",
-            "--feedback-enabled", "false", "--relax-after", "250ms",
+            "mdp",
+            "serve",
+            "--listen",
+            "127.0.0.1:9",
+            "--provider",
+            "a=1/s",
+            "--provider",
+            "b=2/s",
+            "--feedback-enabled",
+            "false",
+            "--relax-after",
+            "250ms",
         ])
         .expect("valid");
         let Command::Serve(args) = cli.command;
@@ -166,7 +194,8 @@ mod tests {
 
     #[test]
     fn bad_durations_are_refused_by_name() {
-        let err = Cli::try_parse_from(["mdp", "serve", "--relax-after", "soon"]).expect_err("invalid");
+        let err =
+            Cli::try_parse_from(["mdp", "serve", "--relax-after", "soon"]).expect_err("invalid");
         assert!(err.to_string().contains("--relax-after"), "{err}");
     }
 }

@@ -40,6 +40,7 @@ pub struct ServeConfig {
     pub control: ControlConfig,
     pub pull: Option<PullConfig>,
     pub http: HttpLimits,
+    pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
 }
 
@@ -65,12 +66,21 @@ impl TryFrom<ServeArgs> for ServeConfig {
         .map_err(|e| refuse(watermark_option(&e), e))?;
         let policy = ScalePolicy::try_new(args.scale_ok, args.scale_soft, args.scale_hard)
             .map_err(|e| refuse(scale_option(&e), e))?;
-        let stale_level: Level = args.stale_level.parse().map_err(|e| refuse("stale-level", e))?;
+        let stale_level: Level = args
+            .stale_level
+            .parse()
+            .map_err(|e| refuse("stale-level", e))?;
         if stale_level == Level::Ok {
-            return Err(refuse("stale-level", "a stale coordinator must never count as ok"));
+            return Err(refuse(
+                "stale-level",
+                "a stale coordinator must never count as ok",
+            ));
         }
         if args.feedback_ttl.is_some_and(|ttl| ttl.is_zero()) {
-            return Err(refuse("feedback-ttl", "must be > 0 (omit it to turn the TTL off)"));
+            return Err(refuse(
+                "feedback-ttl",
+                "must be > 0 (omit it to turn the TTL off)",
+            ));
         }
         if args.max_coordinators == 0 {
             return Err(refuse("max-coordinators", "must be >= 1"));
@@ -86,7 +96,11 @@ impl TryFrom<ServeArgs> for ServeConfig {
             stale_level,
             max_coordinators: args.max_coordinators,
         };
-        let pull = args.store_metrics_url.clone().map(|url| pull_config(&args, url)).transpose()?;
+        let pull = args
+            .store_metrics_url
+            .clone()
+            .map(|url| pull_config(&args, url))
+            .transpose()?;
         if args.max_body < 1024 {
             return Err(refuse("max-body", "must be at least 1024 bytes"));
         }
@@ -101,6 +115,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 max_body: args.max_body,
                 acquire_max_wait: args.acquire_max_wait,
             },
+            drain_delay: args.drain_delay,
             shutdown_timeout: args.shutdown_timeout,
         })
     }
@@ -111,7 +126,10 @@ fn parse_providers(texts: &[String]) -> Result<Vec<ProviderSpec>, ConfigError> {
     for text in texts.iter().filter(|t| !t.trim().is_empty()) {
         let spec: ProviderSpec = text.parse().map_err(|e| refuse("provider", e))?;
         if providers.iter().any(|p| p.name == spec.name) {
-            return Err(refuse("provider", format!("{:?} is configured twice", spec.name)));
+            return Err(refuse(
+                "provider",
+                format!("{:?} is configured twice", spec.name),
+            ));
         }
         providers.push(spec);
     }
@@ -124,13 +142,19 @@ fn parse_providers(texts: &[String]) -> Result<Vec<ProviderSpec>, ConfigError> {
 fn pull_config(args: &ServeArgs, url: String) -> Result<PullConfig, ConfigError> {
     let parsed = reqwest::Url::parse(&url).map_err(|e| refuse("store-metrics-url", e))?;
     if parsed.scheme() != "http" {
-        return Err(refuse("store-metrics-url", "only http:// URLs are supported"));
+        return Err(refuse(
+            "store-metrics-url",
+            "only http:// URLs are supported",
+        ));
     }
     if args.pull_interval.is_zero() {
         return Err(refuse("pull-interval", "must be > 0"));
     }
     if args.pull_timeout.is_zero() || args.pull_timeout > args.pull_interval {
-        return Err(refuse("pull-timeout", "must be > 0 and at most --pull-interval"));
+        return Err(refuse(
+            "pull-timeout",
+            "must be > 0 and at most --pull-interval",
+        ));
     }
     if args.pull_ttl <= args.pull_interval {
         return Err(refuse("pull-ttl", "must be longer than --pull-interval"));
@@ -142,7 +166,10 @@ fn pull_config(args: &ServeArgs, url: String) -> Result<PullConfig, ConfigError>
         return Err(refuse("store-capacity", "must be > 0"));
     }
     if args.pull_metric.is_empty() || args.pull_label.is_empty() {
-        return Err(refuse("pull-metric", "metric and label names must not be empty"));
+        return Err(refuse(
+            "pull-metric",
+            "metric and label names must not be empty",
+        ));
     }
     Ok(PullConfig {
         url,
@@ -199,20 +226,32 @@ mod tests {
             (&["--scale-hard", "NaN"], "--scale-hard"),
             (&["--scale-ok", "0.2"], "--scale-soft"),
             (&["--provider", "ibkr=0/s"], "--provider"),
-            (&["--provider", "a=1/s", "--provider", "a=2/s"], "--provider"),
+            (
+                &["--provider", "a=1/s", "--provider", "a=2/s"],
+                "--provider",
+            ),
             (&["--feedback-provider", "nope"], "--feedback-provider"),
             (&["--stale-level", "ok"], "--stale-level"),
             (&["--stale-level", "meh"], "--stale-level"),
             (&["--feedback-ttl", "0s"], "--feedback-ttl"),
             (&["--store-metrics-url", "not a url"], "--store-metrics-url"),
-            (&["--store-metrics-url", "http://s/m", "--pull-ttl", "1s"], "--pull-ttl"),
-            (&["--store-metrics-url", "http://s/m", "--store-capacity", "0"], "--store-capacity"),
+            (
+                &["--store-metrics-url", "http://s/m", "--pull-ttl", "1s"],
+                "--pull-ttl",
+            ),
+            (
+                &["--store-metrics-url", "http://s/m", "--store-capacity", "0"],
+                "--store-capacity",
+            ),
             (&["--max-body", "10"], "--max-body"),
         ];
         for (args, option) in cases {
             let err = config(args).expect_err("must be refused");
             let line = err.to_string();
-            assert!(line.starts_with(&format!("invalid {option}:")), "{args:?}: {line}");
+            assert!(
+                line.starts_with(&format!("invalid {option}:")),
+                "{args:?}: {line}"
+            );
             assert!(!line.contains('\n'));
         }
     }

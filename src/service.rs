@@ -39,12 +39,13 @@ pub struct Service {
 impl Service {
     /// Binds the listener and starts the control loop (and the poller in pull mode).
     pub async fn start(config: ServeConfig) -> Result<Service, StartError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let clock = Clock::new();
         let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let metrics = Metrics::new(&names);
@@ -73,7 +74,12 @@ impl Service {
                 .user_agent(concat!("mdp/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| StartError::Client(e.to_string()))?;
-            tokio::spawn(poll_store(client, pull.clone(), engine.commands.clone(), shutdown.clone()));
+            tokio::spawn(poll_store(
+                client,
+                pull.clone(),
+                engine.commands.clone(),
+                shutdown.clone(),
+            ));
         }
         let ctx = Ctx {
             config: Arc::new(config),
@@ -119,7 +125,9 @@ impl Service {
         let ready = ctx.ready.clone();
         let mut stopping = ctx.shutdown.clone();
         let routes = http::routes(ctx.clone());
-        let addr = listener.local_addr().map_or_else(|_| ctx.config.listen.to_string(), |a| a.to_string());
+        let addr = listener
+            .local_addr()
+            .map_or_else(|_| ctx.config.listen.to_string(), |a| a.to_string());
         let server = warp::serve(routes).incoming(listener).graceful(async move {
             // The server stops accepting once `stop` is set.
             let _ = stopping.wait_for(|s| *s).await;
@@ -133,8 +141,16 @@ impl Service {
         );
         let server = tokio::spawn(server.run());
         signal.await;
-        tracing::info!("shutting down: /ready now answers 503, finishing in-flight requests");
         ready.store(false, Ordering::Release);
+        let drain = ctx.config.drain_delay;
+        if !drain.is_zero() {
+            tracing::info!(
+                ?drain,
+                "shutting down: /ready answers 503; still serving while load balancers catch up"
+            );
+            tokio::time::sleep(drain).await;
+        }
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
         stop.send_replace(true);
         match tokio::time::timeout(grace, server).await {
             Ok(_) => tracing::info!("all connections closed"),
@@ -172,14 +188,15 @@ pub async fn termination() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(error) => {
-                tracing::warn!("cannot listen for SIGTERM: {error}");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!("cannot listen for SIGTERM: {error}");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}

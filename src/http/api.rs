@@ -52,9 +52,11 @@ pub fn json_body(limit: u64) -> impl Filter<Extract = (Body,), Error = warp::Rej
     warp::header::optional::<String>("content-type")
         .and(warp::header::optional::<String>("content-length"))
         .and(warp::body::stream())
-        .then(move |content_type: Option<String>, length: Option<String>, body| {
-            read_body(content_type, length, body, limit)
-        })
+        .then(
+            move |content_type: Option<String>, length: Option<String>, body| {
+                read_body(content_type, length, body, limit)
+            },
+        )
 }
 
 fn is_json(content_type: Option<&str>) -> bool {
@@ -65,7 +67,9 @@ fn is_json(content_type: Option<&str>) -> bool {
     let essence = value.split(';').next().unwrap_or_default().trim();
     essence.eq_ignore_ascii_case("application/json")
         || (essence.len() > 5
-            && essence[..essence.len() - 5].to_ascii_lowercase().starts_with("application/")
+            && essence[..essence.len() - 5]
+                .to_ascii_lowercase()
+                .starts_with("application/")
             && essence.to_ascii_lowercase().ends_with("+json"))
 }
 
@@ -115,7 +119,9 @@ pub async fn feedback(ctx: Ctx, body: Body) -> Response {
         let id = observation.coordinator_id.clone();
         if !ctx.config.feedback_enabled {
             ctx.metrics.reject("disabled");
-            return Ok(json!({"applied": false, "coordinator_id": id, "reason": "feedback disabled"}));
+            return Ok(
+                json!({"applied": false, "coordinator_id": id, "reason": "feedback disabled"}),
+            );
         }
         let outcome = ctx
             .engine
@@ -206,7 +212,9 @@ async fn try_acquire(ctx: &Ctx, body: Body) -> Result<serde_json::Value, ApiErro
         let grant = ctx
             .rates
             .try_acquire(&request.provider, f64::from(request.tokens))
-            .ok_or_else(|| ApiError::NotFound(format!("unknown provider {:?}", request.provider)))?;
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("unknown provider {:?}", request.provider))
+            })?;
         let throttle = match grant {
             Grant::Granted => {
                 ctx.metrics
@@ -227,7 +235,9 @@ async fn try_acquire(ctx: &Ctx, body: Body) -> Result<serde_json::Value, ApiErro
             Throttle::RetryAfter(wait) => wait,
             Throttle::Paused => PAUSED_RETRY,
         };
-        if now >= deadline || (matches!(throttle, Throttle::RetryAfter(_)) && now + retry_after > deadline) {
+        if now >= deadline
+            || (matches!(throttle, Throttle::RetryAfter(_)) && now + retry_after > deadline)
+        {
             ctx.metrics
                 .requests_throttled
                 .with_label_values(&[request.provider.as_str()])
@@ -264,4 +274,3 @@ pub fn history(ctx: Ctx) -> Response {
         StatusCode::OK,
     )
 }
-

@@ -21,7 +21,11 @@ pub fn serve(tail: Tail) -> Response {
     };
     let mut response = Response::new(file.data.into_owned().into());
     let mime = file.metadata.mimetype();
-    let mime = if mime.starts_with("text/") || mime.ends_with("javascript") || mime.ends_with("json") || mime.ends_with("svg+xml") {
+    let mime = if mime.starts_with("text/")
+        || mime.ends_with("javascript")
+        || mime.ends_with("json")
+        || mime.ends_with("svg+xml")
+    {
         format!("{mime}; charset=utf-8")
     } else {
         mime.to_owned()
@@ -36,7 +40,10 @@ pub fn serve(tail: Tail) -> Response {
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert("etag", value);
     }
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     *response.status_mut() = StatusCode::OK;
     response
 }

@@ -28,7 +28,7 @@ pub struct Ctx {
     pub metrics: Metrics,
     pub clock: Clock,
     pub ready: Arc<AtomicBool>,
-    /// Turns true when the service starts shutting down.
+    /// Turns true when the listener stops accepting (after the drain delay).
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -46,8 +46,14 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
     let post = warp::post();
 
     let health = warp::path!("health").and(get).map(api::health);
-    let ready = warp::path!("ready").and(get).and(with_ctx.clone()).map(api::ready);
-    let metrics = warp::path!("metrics").and(get).and(with_ctx.clone()).map(api::metrics);
+    let ready = warp::path!("ready")
+        .and(get)
+        .and(with_ctx.clone())
+        .map(api::ready);
+    let metrics = warp::path!("metrics")
+        .and(get)
+        .and(with_ctx.clone())
+        .map(api::metrics);
     let feedback = warp::path!("feedback")
         .and(post)
         .and(with_ctx.clone())

@@ -69,17 +69,22 @@ pub fn sse(ctx: Ctx) -> Response {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let shutdown = ctx.shutdown.clone();
     let state = (ctx, changes, ticks, shutdown);
-    let events = futures_util::stream::unfold(state, |(ctx, mut changes, mut ticks, mut shutdown)| async move {
-        if *shutdown.borrow() {
-            return None;
-        }
-        tokio::select! {
-            changed = changes.changed() => changed.ok()?,
-            _ = ticks.tick() => {}
-            _ = shutdown.changed() => return None,
-        }
-        let event = Event::default().event("state").data(state_json(&ctx).to_string());
-        Some((Ok::<_, Infallible>(event), (ctx, changes, ticks, shutdown)))
-    });
+    let events = futures_util::stream::unfold(
+        state,
+        |(ctx, mut changes, mut ticks, mut shutdown)| async move {
+            if *shutdown.borrow() {
+                return None;
+            }
+            tokio::select! {
+                changed = changes.changed() => changed.ok()?,
+                _ = ticks.tick() => {}
+                _ = shutdown.changed() => return None,
+            }
+            let event = Event::default()
+                .event("state")
+                .data(state_json(&ctx).to_string());
+            Some((Ok::<_, Infallible>(event), (ctx, changes, ticks, shutdown)))
+        },
+    );
     warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response()
 }
