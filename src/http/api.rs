@@ -207,7 +207,6 @@ async fn try_acquire(ctx: &Ctx, body: Body) -> Result<serde_json::Value, ApiErro
     let started = tokio::time::Instant::now();
     let deadline = started + max_wait;
     let mut changes = ctx.engine.snapshot.clone();
-    let mut shutdown = ctx.shutdown.clone();
     loop {
         let grant = ctx
             .rates
@@ -248,6 +247,8 @@ async fn try_acquire(ctx: &Ctx, body: Body) -> Result<serde_json::Value, ApiErro
             });
         }
         // Wait for the tokens to accrue, or (paused) for the scale to change.
+        // A shutdown does not cut the wait short: in-flight requests finish,
+        // bounded by --acquire-max-wait.
         let wake = match throttle {
             Throttle::RetryAfter(wait) => now + wait,
             Throttle::Paused => deadline,
@@ -255,9 +256,6 @@ async fn try_acquire(ctx: &Ctx, body: Body) -> Result<serde_json::Value, ApiErro
         tokio::select! {
             () = tokio::time::sleep_until(wake) => {}
             _ = changes.changed() => {}
-            _ = shutdown.changed() => {
-                return Err(ApiError::Unavailable("shutting down".into()));
-            }
         }
     }
 }
