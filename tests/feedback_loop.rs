@@ -55,13 +55,18 @@ impl Client {
         (
             sample(&text, "pipeline_rate_scale_factor{provider=\"ibkr\"}").expect("scale gauge"),
             sample(&text, "pipeline_backpressure_state{provider=\"ibkr\"}").expect("state gauge"),
-            sample(&text, "pipeline_feedback_queue_depth{source=\"store_coordinator\"}")
-                .expect("depth gauge"),
+            sample(
+                &text,
+                "pipeline_feedback_queue_depth{source=\"store_coordinator\"}",
+            )
+            .expect("depth gauge"),
         )
     }
 
     async fn acquire(&self) -> StatusCode {
-        self.post("/api/v1/acquire", &json!({"provider": "ibkr", "tokens": 1})).await.0
+        self.post("/api/v1/acquire", &json!({"provider": "ibkr", "tokens": 1}))
+            .await
+            .0
     }
 
     /// Acquire as a worker would: willing to wait a little for a token.
@@ -74,7 +79,11 @@ impl Client {
 #[tokio::test]
 async fn seed_scenarios_as_the_store_sends_them() {
     let client = Client::start(&["--relax-after", "0s"]).await;
-    assert_eq!(client.gauges().await, (1.0, 0.0, 0.0), "values from start-up");
+    assert_eq!(
+        client.gauges().await,
+        (1.0, 0.0, 0.0),
+        "values from start-up"
+    );
     let scenarios = [
         (500, "ok", None, 1.0, 0.0),
         (6000, "soft", None, 0.5, 1.0),
@@ -82,13 +91,23 @@ async fn seed_scenarios_as_the_store_sends_them() {
         (800, "ok", Some("queue_recovered"), 1.0, 0.0),
     ];
     for (depth, level, reason, scale, state) in scenarios {
-        let (status, body) = client.post("/feedback", &store_event(depth, level, reason)).await;
+        let (status, body) = client
+            .post("/feedback", &store_event(depth, level, reason))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["applied"], true);
-        assert_eq!(client.gauges().await, (scale, state, depth as f64), "at {level}");
+        assert_eq!(
+            client.gauges().await,
+            (scale, state, depth as f64),
+            "at {level}"
+        );
         let granted = client.acquire_waiting().await;
         if level == "hard" {
-            assert_eq!(granted, StatusCode::TOO_MANY_REQUESTS, "HARD grants nothing");
+            assert_eq!(
+                granted,
+                StatusCode::TOO_MANY_REQUESTS,
+                "HARD grants nothing"
+            );
         } else {
             assert_eq!(granted, StatusCode::OK, "at {level}");
         }
@@ -103,7 +122,9 @@ async fn seed_scenarios_as_the_store_sends_them() {
 #[tokio::test]
 async fn hard_is_a_true_pause_with_retry_after() {
     let client = Client::start(&["--relax-after", "0s"]).await;
-    client.post("/feedback", &store_event(9500, "hard", None)).await;
+    client
+        .post("/feedback", &store_event(9500, "hard", None))
+        .await;
     for _ in 0..50 {
         let response = warp::test::request()
             .method("POST")
@@ -118,14 +139,22 @@ async fn hard_is_a_true_pause_with_retry_after() {
         assert!(body["retry_after_ms"].as_u64().expect("retry_after_ms") >= 1);
     }
     // The saved burst did not survive the pause.
-    client.post("/feedback", &store_event(800, "ok", Some("queue_recovered"))).await;
+    client
+        .post(
+            "/feedback",
+            &store_event(800, "ok", Some("queue_recovered")),
+        )
+        .await;
     let mut granted = 0;
     for _ in 0..100 {
         if client.acquire().await == StatusCode::OK {
             granted += 1;
         }
     }
-    assert!(granted < 20, "{granted} tokens right after a pause: the burst survived");
+    assert!(
+        granted < 20,
+        "{granted} tokens right after a pause: the burst survived"
+    );
     client.service.stop().await;
 }
 
@@ -165,7 +194,13 @@ async fn an_older_ts_never_overrides_a_newer_one() {
     assert_eq!(state["level"], "hard");
     assert_eq!(state["queue_depth"], 9500);
     let text = client.metrics().await;
-    assert_eq!(sample(&text, "mdp_feedback_events_rejected_total{reason=\"out_of_order\"}"), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            "mdp_feedback_events_rejected_total{reason=\"out_of_order\"}"
+        ),
+        Some(1.0)
+    );
     client.service.stop().await;
 }
 
@@ -183,7 +218,9 @@ fn stable(mut state: Value) -> Value {
 #[tokio::test]
 async fn bad_payloads_are_refused_and_change_nothing() {
     let client = Client::start(&["--relax-after", "0s"]).await;
-    client.post("/feedback", &store_event(6000, "soft", None)).await;
+    client
+        .post("/feedback", &store_event(6000, "soft", None))
+        .await;
     let before = stable(client.state().await);
     let bad: Vec<Value> = vec![
         json!(null),
@@ -224,24 +261,53 @@ async fn bad_payloads_are_refused_and_change_nothing() {
                 .status()
         }
     };
-    assert_eq!(raw("application/json", b"{\"coordinator_id\":".to_vec()).await, StatusCode::BAD_REQUEST);
-    assert_eq!(raw("application/json", vec![0xff, 0xfe, 0x00]).await, StatusCode::BAD_REQUEST);
-    assert_eq!(raw("text/plain", store_event(9500, "hard", None).to_string().into_bytes()).await, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let mut huge = br#"{"coordinator_id":"store_01","queue_size":9500,"capacity":10000,"pad":""#.to_vec();
+    assert_eq!(
+        raw("application/json", b"{\"coordinator_id\":".to_vec()).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        raw("application/json", vec![0xff, 0xfe, 0x00]).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        raw(
+            "text/plain",
+            store_event(9500, "hard", None).to_string().into_bytes()
+        )
+        .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    let mut huge =
+        br#"{"coordinator_id":"store_01","queue_size":9500,"capacity":10000,"pad":""#.to_vec();
     huge.extend(std::iter::repeat_n(b'x', 70_000));
     huge.extend(b"\"}");
-    assert_eq!(raw("application/json", huge).await, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        raw("application/json", huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
 
-    assert_eq!(stable(client.state().await), before, "refused input changed state");
+    assert_eq!(
+        stable(client.state().await),
+        before,
+        "refused input changed state"
+    );
     // A valid event still applies afterwards.
-    let (status, body) = client.post("/feedback", &store_event(9500, "hard", None)).await;
+    let (status, body) = client
+        .post("/feedback", &store_event(9500, "hard", None))
+        .await;
     assert_eq!((status, &body["applied"]), (StatusCode::OK, &json!(true)));
     let text = client.metrics().await;
     let refused = |reason: &str| {
-        sample(&text, &format!("mdp_feedback_events_rejected_total{{reason=\"{reason}\"}}"))
-            .expect("counted")
+        sample(
+            &text,
+            &format!("mdp_feedback_events_rejected_total{{reason=\"{reason}\"}}"),
+        )
+        .expect("counted")
     };
-    assert_eq!(refused("malformed") + refused("invalid"), bad.len() as f64 + 2.0);
+    assert_eq!(
+        refused("malformed") + refused("invalid"),
+        bad.len() as f64 + 2.0
+    );
     assert_eq!(refused("unsupported_media_type"), 1.0);
     assert_eq!(refused("too_large"), 1.0);
     client.service.stop().await;
@@ -281,25 +347,47 @@ async fn acquire_checks_its_input_and_can_wait() {
     let client = Client::start(&["--provider", "slow=10/s,burst=1"]).await;
     let cases = [
         (json!({"provider": "nope"}), StatusCode::NOT_FOUND),
-        (json!({"provider": "slow", "tokens": 0}), StatusCode::BAD_REQUEST),
-        (json!({"provider": "slow", "tokens": 2}), StatusCode::BAD_REQUEST),
-        (json!({"provider": "slow", "tokens": -1}), StatusCode::BAD_REQUEST),
+        (
+            json!({"provider": "slow", "tokens": 0}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"provider": "slow", "tokens": 2}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"provider": "slow", "tokens": -1}),
+            StatusCode::BAD_REQUEST,
+        ),
         (json!({"provider": 5}), StatusCode::BAD_REQUEST),
         (json!({"tokens": 1}), StatusCode::BAD_REQUEST),
-        (json!({"provider": "slow", "surprise": 1}), StatusCode::BAD_REQUEST),
+        (
+            json!({"provider": "slow", "surprise": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (body, expected) in cases {
-        assert_eq!(client.post("/api/v1/acquire", &body).await.0, expected, "{body}");
+        assert_eq!(
+            client.post("/api/v1/acquire", &body).await.0,
+            expected,
+            "{body}"
+        );
     }
     let take = json!({"provider": "slow"});
-    assert_eq!(client.post("/api/v1/acquire", &take).await.0, StatusCode::OK);
+    assert_eq!(
+        client.post("/api/v1/acquire", &take).await.0,
+        StatusCode::OK
+    );
     let (status, body) = client.post("/api/v1/acquire", &take).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     let retry = body["retry_after_ms"].as_u64().expect("retry_after_ms");
     assert!((1..=100).contains(&retry), "{retry}");
     // With a bounded wait the worker blocks until the token accrues.
     let (status, body) = client
-        .post("/api/v1/acquire", &json!({"provider": "slow", "wait_ms": 2000}))
+        .post(
+            "/api/v1/acquire",
+            &json!({"provider": "slow", "wait_ms": 2000}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["waited_ms"].as_u64().expect("waited") <= 2000);
@@ -326,7 +414,9 @@ async fn unknown_routes_and_methods_answer_json() {
 #[tokio::test]
 async fn feedback_disabled_accepts_and_ignores() {
     let client = Client::start(&["--feedback-enabled", "false"]).await;
-    let (status, body) = client.post("/feedback", &store_event(9500, "hard", None)).await;
+    let (status, body) = client
+        .post("/feedback", &store_event(9500, "hard", None))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["applied"], false);
     assert_eq!(client.gauges().await, (1.0, 0.0, 0.0));
@@ -336,15 +426,31 @@ async fn feedback_disabled_accepts_and_ignores() {
 #[tokio::test]
 async fn feedback_can_target_one_provider() {
     let client = Client::start(&[
-        "--relax-after", "0s", "--provider", "ibkr=60/s,burst=100", "--provider", "polygon=5/s",
-        "--feedback-provider", "ibkr",
+        "--relax-after",
+        "0s",
+        "--provider",
+        "ibkr=60/s,burst=100",
+        "--provider",
+        "polygon=5/s",
+        "--feedback-provider",
+        "ibkr",
     ])
     .await;
-    client.post("/feedback", &store_event(9500, "hard", None)).await;
+    client
+        .post("/feedback", &store_event(9500, "hard", None))
+        .await;
     let text = client.metrics().await;
-    assert_eq!(sample(&text, "pipeline_rate_scale_factor{provider=\"ibkr\"}"), Some(0.0));
-    assert_eq!(sample(&text, "pipeline_rate_scale_factor{provider=\"polygon\"}"), Some(1.0));
-    let (status, _) = client.post("/api/v1/acquire", &json!({"provider": "polygon"})).await;
+    assert_eq!(
+        sample(&text, "pipeline_rate_scale_factor{provider=\"ibkr\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "pipeline_rate_scale_factor{provider=\"polygon\"}"),
+        Some(1.0)
+    );
+    let (status, _) = client
+        .post("/api/v1/acquire", &json!({"provider": "polygon"}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     client.service.stop().await;
 }
@@ -362,7 +468,9 @@ async fn the_stream_pushes_each_change() {
         stream.headers()["content-type"].to_str().expect("ascii"),
         "text/event-stream"
     );
-    client.post("/feedback", &store_event(9500, "hard", None)).await;
+    client
+        .post("/feedback", &store_event(9500, "hard", None))
+        .await;
     let mut seen = String::new();
     let found = tokio::time::timeout(Duration::from_secs(5), async {
         while let Ok(Some(chunk)) = stream.chunk().await {
@@ -382,13 +490,16 @@ async fn the_stream_pushes_each_change() {
 #[tokio::test]
 async fn the_history_records_one_sample_a_second() {
     let client = Client::start(&["--relax-after", "0s"]).await;
-    client.post("/feedback", &store_event(6000, "soft", None)).await;
+    client
+        .post("/feedback", &store_event(6000, "soft", None))
+        .await;
     let filled = eventually(Duration::from_secs(4), || async {
         let (_, body) = client.get("/api/v1/history").await;
         let history: Value = serde_json::from_str(&body).expect("json");
-        history["samples"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|x| x["queue_depth"] == 6000 && x["level"] == "soft"))
+        history["samples"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|x| x["queue_depth"] == 6000 && x["level"] == "soft")
+        })
     })
     .await;
     assert!(filled);

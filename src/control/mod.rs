@@ -182,9 +182,7 @@ impl Controller {
                 coord.reason = obs.reason;
                 Outcome::Applied { level }
             }
-            None if full => {
-                Outcome::TooManyCoordinators
-            }
+            None if full => Outcome::TooManyCoordinators,
             None => {
                 let level = obs
                     .level
@@ -290,7 +288,9 @@ impl Controller {
 
     /// When `tick` next has something to do, if ever.
     pub fn next_deadline(&self, now: Duration) -> Option<Duration> {
-        let relax = self.relax_since.map(|since| since + self.config.relax_after);
+        let relax = self
+            .relax_since
+            .map(|since| since + self.config.relax_after);
         let ramp = self.scale.is_ramping(now).then(|| now + RAMP_STEP);
         let expiry = self
             .coordinators
@@ -337,6 +337,13 @@ impl Controller {
             .map(|c| if c.stale { stale_level } else { c.level })
             .max()
             .unwrap_or(Level::Ok);
+        // A store that cannot be polled is no news of an empty queue, even
+        // before any coordinator was ever seen.
+        let raw = if self.pull_failures >= self.config.pull_max_failures {
+            raw.max(stale_level)
+        } else {
+            raw
+        };
         let raw_changed = raw != self.raw;
         self.raw = raw;
         let before = self.applied;

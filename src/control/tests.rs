@@ -74,7 +74,10 @@ fn flapping_at_one_kilohertz_tightens_once_and_relaxes_once() {
     // its low watermark, then OK holding.
     for i in 0..2000u64 {
         let level = if i % 2 == 0 { Level::Soft } else { Level::Ok };
-        ctl.observe(event("store_01", 500, Some(level), i as f64 / 1000.0), ms(i));
+        ctl.observe(
+            event("store_01", 500, Some(level), i as f64 / 1000.0),
+            ms(i),
+        );
         changes.extend(ctl.drain_events());
     }
     let mut now = ms(2000);
@@ -181,9 +184,30 @@ fn coordinators_beyond_the_cap_are_refused() {
         max_coordinators: 2,
         ..ControlConfig::default()
     });
-    assert!(matches!(ctl.observe(event("a", 1, None, 1.0), ms(0)), Outcome::Applied { .. }));
-    assert!(matches!(ctl.observe(event("b", 1, None, 1.0), ms(0)), Outcome::Applied { .. }));
-    assert_eq!(ctl.observe(event("c", 9999, None, 1.0), ms(0)), Outcome::TooManyCoordinators);
+    assert!(matches!(
+        ctl.observe(event("a", 1, None, 1.0), ms(0)),
+        Outcome::Applied { .. }
+    ));
+    assert!(matches!(
+        ctl.observe(event("b", 1, None, 1.0), ms(0)),
+        Outcome::Applied { .. }
+    ));
+    assert_eq!(
+        ctl.observe(event("c", 9999, None, 1.0), ms(0)),
+        Outcome::TooManyCoordinators
+    );
     assert_eq!(ctl.level(), Level::Ok);
-    assert!(matches!(ctl.observe(event("a", 2, None, 2.0), ms(0)), Outcome::Applied { .. }));
+    assert!(matches!(
+        ctl.observe(event("a", 2, None, 2.0), ms(0)),
+        Outcome::Applied { .. }
+    ));
+}
+
+#[test]
+fn a_store_never_reached_fails_safe() {
+    let mut ctl = controller(Duration::ZERO);
+    for i in 0..3 {
+        ctl.pull_failed(ms(i * 1000));
+    }
+    assert_eq!(ctl.level(), Level::Soft);
 }

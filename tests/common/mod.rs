@@ -133,7 +133,10 @@ impl MdpProcess {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!("mdp never said it was ready; log: {:?}", log.lock().expect("log"));
+                panic!(
+                    "mdp never said it was ready; log: {:?}",
+                    log.lock().expect("log")
+                );
             }
         };
         MdpProcess { child, addr, log }
@@ -208,8 +211,13 @@ pub fn store_event(depth: u64, level: &str, reason: Option<&str>) -> Value {
 
 /// Reads one sample's value from a Prometheus text exposition.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Polls `check` every 10 ms until it returns true or `limit` passes.
