@@ -43,6 +43,13 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the service: feedback intake, control loop, rate tokens, metrics, dashboard.
     Serve(ServeArgs),
+    /// Run the service with an embedded store model and synthetic load cycling
+    /// through normal, moderate, overload and recovery.
+    Demo(crate::demo::DemoArgs),
+    /// Run the control loop and a model of KEDA + the HPA in virtual time.
+    Simulate(crate::simulate::SimulateArgs),
+    /// Write the Grafana dashboard, Kubernetes/KEDA manifests and alert rules.
+    Export(crate::export::ExportArgs),
 }
 
 /// Options of `mdp serve` (and of everything that runs the service).
@@ -124,7 +131,8 @@ pub struct ServeArgs {
     /// A pulled coordinator missing from polls for this long is stale.
     #[arg(long, env = "MDP_PULL_TTL", default_value = "30s", value_parser = duration)]
     pub pull_ttl: Duration,
-    /// Queue capacity of pulled coordinators (the store does not export it).
+    /// The store's queue capacity: of pulled coordinators (the store does not
+    /// export it) and the base of the autoscaling thresholds.
     #[arg(long, env = "MDP_STORE_CAPACITY", default_value_t = 10_000)]
     pub store_capacity: u64,
     /// Gauge holding each coordinator's queue depth in the store's metrics.
@@ -133,6 +141,9 @@ pub struct ServeArgs {
     /// Label of that gauge naming the coordinator.
     #[arg(long, env = "MDP_PULL_LABEL", default_value = "coord_id")]
     pub pull_label: String,
+
+    #[command(flatten)]
+    pub autoscale: crate::autoscale::AutoscaleArgs,
 
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MDP_MAX_BODY", default_value_t = 65_536)]
@@ -162,7 +173,9 @@ mod tests {
     #[test]
     fn defaults_parse() {
         let cli = Cli::try_parse_from(["mdp", "serve"]).expect("defaults are valid");
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("serve parsed as another command")
+        };
         assert_eq!(args.listen.to_string(), "0.0.0.0:8000");
         assert_eq!(args.providers, vec!["ibkr=60/s,burst=100"]);
         assert!(args.feedback_enabled);
@@ -186,7 +199,9 @@ mod tests {
             "250ms",
         ])
         .expect("valid");
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("serve parsed as another command")
+        };
         assert_eq!(args.providers, vec!["a=1/s", "b=2/s"]);
         assert!(!args.feedback_enabled);
         assert_eq!(args.relax_after, Duration::from_millis(250));

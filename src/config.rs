@@ -1,5 +1,6 @@
 //! Validated configuration: what the service runs with, built from raw arguments.
 
+use crate::autoscale::AutoscaleConfig;
 use crate::cli::ServeArgs;
 use crate::control::{ControlConfig, ScalePolicy, Watermarks};
 use crate::feedback::pull::PullConfig;
@@ -39,6 +40,8 @@ pub struct ServeConfig {
     pub feedback_provider: Option<String>,
     pub control: ControlConfig,
     pub pull: Option<PullConfig>,
+    pub store_capacity: u64,
+    pub autoscale: AutoscaleConfig,
     pub http: HttpLimits,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -101,6 +104,13 @@ impl TryFrom<ServeArgs> for ServeConfig {
             .clone()
             .map(|url| pull_config(&args, url))
             .transpose()?;
+        if args.store_capacity == 0 {
+            return Err(refuse("store-capacity", "must be > 0"));
+        }
+        let autoscale = args
+            .autoscale
+            .build(args.store_capacity, watermarks.soft_release)
+            .map_err(|e| refuse("max-replicas", e))?;
         if args.max_body < 1024 {
             return Err(refuse("max-body", "must be at least 1024 bytes"));
         }
@@ -111,6 +121,8 @@ impl TryFrom<ServeArgs> for ServeConfig {
             feedback_provider: args.feedback_provider,
             control,
             pull,
+            store_capacity: args.store_capacity,
+            autoscale,
             http: HttpLimits {
                 max_body: args.max_body,
                 acquire_max_wait: args.acquire_max_wait,
@@ -204,7 +216,9 @@ mod tests {
     fn config(extra: &[&str]) -> Result<ServeConfig, ConfigError> {
         let mut argv = vec!["mdp", "serve"];
         argv.extend_from_slice(extra);
-        let Command::Serve(args) = Cli::try_parse_from(argv).expect("parses").command;
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("parses").command else {
+            panic!("serve parsed as another command")
+        };
         ServeConfig::try_from(args)
     }
 
@@ -214,6 +228,11 @@ mod tests {
         assert_eq!(cfg.providers, vec![ProviderSpec::default()]);
         assert_eq!(cfg.control, ControlConfig::default());
         assert!(cfg.pull.is_none());
+        assert_eq!(
+            cfg.autoscale,
+            AutoscaleConfig::default(),
+            "derived thresholds equal the documented defaults"
+        );
     }
 
     #[test]

@@ -164,7 +164,10 @@ impl Engine {
         every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let now = self.clock.now();
-            let deadline = self.controller.next_deadline(now).map(|d| self.clock.instant_at(d));
+            let deadline = self
+                .controller
+                .next_deadline(now)
+                .map(|d| self.clock.instant_at(d));
             tokio::select! {
                 command = receiver.recv() => match command {
                     Some(command) => self.handle(command),
@@ -198,7 +201,9 @@ impl Engine {
                     self.count_event(&id, level);
                 }
                 self.apply(now);
-                self.metrics.event_to_scale.observe(received.elapsed().as_secs_f64());
+                self.metrics
+                    .event_to_scale
+                    .observe(received.elapsed().as_secs_f64());
                 // The sender may have gone (client hung up): the event applied anyway.
                 let _ = reply.send(outcome);
             }
@@ -225,7 +230,9 @@ impl Engine {
                     match self.controller.observe(observation, now) {
                         Outcome::Applied { level } => self.count_event(&id, level),
                         Outcome::OutOfOrder { .. } => self.metrics.reject("out_of_order"),
-                        Outcome::TooManyCoordinators => self.metrics.reject("too_many_coordinators"),
+                        Outcome::TooManyCoordinators => {
+                            self.metrics.reject("too_many_coordinators")
+                        }
                     }
                 }
             }
@@ -253,11 +260,21 @@ impl Engine {
         {
             let m = &self.metrics;
             let id = [coordinator];
-            m.coordinator_depth.with_label_values(&id).set(clamp_i64(view.queue_size));
-            m.coordinator_capacity.with_label_values(&id).set(clamp_i64(view.capacity));
-            m.coordinator_level.with_label_values(&id).set(view.level.as_gauge());
-            m.coordinator_last_event.with_label_values(&id).set(view.last_event_ts);
-            m.coordinator_stale.with_label_values(&id).set(i64::from(view.stale));
+            m.coordinator_depth
+                .with_label_values(&id)
+                .set(clamp_i64(view.queue_size));
+            m.coordinator_capacity
+                .with_label_values(&id)
+                .set(clamp_i64(view.capacity));
+            m.coordinator_level
+                .with_label_values(&id)
+                .set(view.level.as_gauge());
+            m.coordinator_last_event
+                .with_label_values(&id)
+                .set(view.last_event_ts);
+            m.coordinator_stale
+                .with_label_values(&id)
+                .set(i64::from(view.stale));
         }
     }
 
@@ -275,7 +292,9 @@ impl Engine {
         }
         let m = &self.metrics;
         for provider in &self.feedback_providers {
-            m.scale_factor.with_label_values(&[provider.as_str()]).set(scale);
+            m.scale_factor
+                .with_label_values(&[provider.as_str()])
+                .set(scale);
             m.backpressure_state
                 .with_label_values(&[provider.as_str()])
                 .set(level.as_gauge() as f64);
@@ -296,7 +315,9 @@ impl Engine {
         );
         let coordinators = self.controller.coordinators(now);
         let stale = coordinators.iter().filter(|c| c.stale).count();
-        m.coordinators.with_label_values(&["stale"]).set(stale as i64);
+        m.coordinators
+            .with_label_values(&["stale"])
+            .set(stale as i64);
         m.coordinators
             .with_label_values(&["live"])
             .set((coordinators.len() - stale) as i64);
@@ -320,7 +341,10 @@ impl Engine {
     fn log(&self, event: ControlEvent) {
         match event {
             ControlEvent::LevelChanged { from, to, scale } => {
-                self.metrics.transitions.with_label_values(&[to.as_str()]).inc();
+                self.metrics
+                    .transitions
+                    .with_label_values(&[to.as_str()])
+                    .inc();
                 tracing::info!(%from, %to, scale, "backpressure level changed");
             }
             ControlEvent::Staleness {

@@ -5,7 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Backpressure level reported by (or derived for) the store, ordered by severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// The queue drains: full rate.

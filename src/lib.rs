@@ -3,14 +3,17 @@
 #![forbid(unsafe_code)]
 
 pub mod autoscale;
-pub mod level;
-pub mod control;
-pub mod clock;
-pub mod rate;
-pub mod feedback;
-pub mod telemetry;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod control;
+pub mod demo;
 pub mod engine;
+pub mod export;
+pub mod feedback;
 pub mod http;
+pub mod level;
+pub mod rate;
 pub mod service;
+pub mod simulate;
+pub mod telemetry;

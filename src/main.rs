@@ -27,11 +27,16 @@ fn run(command: Command) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::Demo(args) => runtime()?.block_on(mdp::demo::run(args)),
+        Command::Simulate(args) => mdp::simulate::run(args),
+        Command::Export(args) => mdp::export::run(args),
     }
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 fn init_logging(filter: &str, format: LogFormat) {

@@ -194,11 +194,19 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         reg(Box::new(build));
         #[cfg(target_os = "linux")]
-        reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        reg(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
 
         for provider in providers {
-            metrics.scale_factor.with_label_values(&[*provider]).set(1.0);
-            metrics.backpressure_state.with_label_values(&[*provider]).set(0.0);
+            metrics
+                .scale_factor
+                .with_label_values(&[*provider])
+                .set(1.0);
+            metrics
+                .backpressure_state
+                .with_label_values(&[*provider])
+                .set(0.0);
             metrics.tokens_granted.with_label_values(&[*provider]);
             metrics.requests_throttled.with_label_values(&[*provider]);
             metrics.effective_rate.with_label_values(&[*provider]);
@@ -208,7 +216,10 @@ impl Metrics {
                     .with_label_values(&[*provider, level.as_str()]);
             }
         }
-        metrics.queue_depth.with_label_values(&[QUEUE_DEPTH_SOURCE]).set(0.0);
+        metrics
+            .queue_depth
+            .with_label_values(&[QUEUE_DEPTH_SOURCE])
+            .set(0.0);
         for level in Level::ALL {
             metrics.transitions.with_label_values(&[level.as_str()]);
         }
@@ -279,10 +290,16 @@ mod tests {
     #[test]
     fn rejections_are_counted_by_reason() {
         let metrics = Metrics::new(&["ibkr"]);
-        let before = metrics.events_rejected.with_label_values(&["malformed"]).get();
+        let before = metrics
+            .events_rejected
+            .with_label_values(&["malformed"])
+            .get();
         metrics.reject("malformed");
         assert_eq!(
-            metrics.events_rejected.with_label_values(&["malformed"]).get(),
+            metrics
+                .events_rejected
+                .with_label_values(&["malformed"])
+                .get(),
             before + 1
         );
     }

@@ -81,7 +81,10 @@ fn validate(payload: Payload, received_at: f64) -> Result<Observation, FeedbackE
     // u64 in JSON goes beyond what f64 holds exactly; no real queue is that deep.
     const MAX_DEPTH: u64 = 1 << 53;
     if payload.capacity > MAX_DEPTH || payload.queue_size > MAX_DEPTH {
-        return Err(invalid("queue_size", "queue_size and capacity must be <= 2^53"));
+        return Err(invalid(
+            "queue_size",
+            "queue_size and capacity must be <= 2^53",
+        ));
     }
     let level = payload
         .level
@@ -91,7 +94,12 @@ fn validate(payload: Payload, received_at: f64) -> Result<Observation, FeedbackE
     let ts = match payload.ts {
         None => received_at,
         Some(ts) if ts.is_finite() && ts >= 0.0 => ts,
-        Some(ts) => return Err(invalid("ts", format!("must be Unix seconds >= 0, got {ts}"))),
+        Some(ts) => {
+            return Err(invalid(
+                "ts",
+                format!("must be Unix seconds >= 0, got {ts}"),
+            ));
+        }
     };
     let reason = payload.reason.map(|r| truncate(r, MAX_TEXT));
     // `source` names the sender in the core event; it is informational only.
@@ -178,9 +186,8 @@ mod tests {
     #[test]
     fn long_reasons_are_cut_on_a_char_boundary() {
         let reason = "é".repeat(300);
-        let body = format!(
-            r#"{{"coordinator_id":"c","queue_size":1,"capacity":10,"reason":"{reason}"}}"#
-        );
+        let body =
+            format!(r#"{{"coordinator_id":"c","queue_size":1,"capacity":10,"reason":"{reason}"}}"#);
         let obs = parse_event(body.as_bytes(), 1.0).expect("valid");
         assert!(obs.reason.expect("kept").len() <= MAX_TEXT);
     }

@@ -54,9 +54,14 @@ impl PullError {
 /// Reads `metric{label="..."}` from a Prometheus text exposition. Series
 /// without the label, with ids that are not label-safe, or with values that
 /// are not finite non-negative numbers are skipped; none at all is an error.
-pub fn parse_depths(text: &str, metric: &str, label: &str) -> Result<Vec<(String, u64)>, PullError> {
+pub fn parse_depths(
+    text: &str,
+    metric: &str,
+    label: &str,
+) -> Result<Vec<(String, u64)>, PullError> {
     let lines = text.lines().map(|line| Ok(line.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| PullError::Parse(e.to_string()))?;
+    let scrape =
+        prometheus_parse::Scrape::parse(lines).map_err(|e| PullError::Parse(e.to_string()))?;
     let mut depths: Vec<(String, u64)> = scrape
         .samples
         .iter()
@@ -68,9 +73,7 @@ pub fn parse_depths(text: &str, metric: &str, label: &str) -> Result<Vec<(String
             };
             let id = sample.labels.get(label)?;
             let valid = crate::rate::is_label_safe(id, super::MAX_COORDINATOR_ID)
-                && value.is_finite()
-                && value >= 0.0
-                && value < 9.0e15;
+                && (0.0..9.0e15).contains(&value);
             valid.then(|| (id.to_owned(), value.round() as u64))
         })
         .collect();
@@ -113,7 +116,9 @@ async fn fetch(client: &reqwest::Client, config: &PullConfig) -> Result<String, 
         .map_err(|e| PullError::Request(e.to_string()))?
     {
         if body.len() + chunk.len() > MAX_EXPOSITION {
-            return Err(PullError::Parse(format!("larger than {MAX_EXPOSITION} bytes")));
+            return Err(PullError::Parse(format!(
+                "larger than {MAX_EXPOSITION} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }

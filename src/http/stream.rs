@@ -57,6 +57,37 @@ pub fn state_json(ctx: &Ctx) -> Value {
             "consecutive_failures": snapshot.pull_failures,
         })),
         "flaps_suppressed": snapshot.flaps_suppressed,
+        "replicas": {"count": 1, "share": 1.0, "source": "static"},
+        "autoscaler": autoscaler_json(ctx, snapshot.queue_depth as f64, snapshot.level, 1),
+    })
+}
+
+/// What the exported KEDA configuration would ask for right now, and why.
+fn autoscaler_json(ctx: &Ctx, depth: f64, level: crate::level::Level, current: u32) -> Value {
+    let config = &ctx.config.autoscale;
+    let recommendation = config.desired_replicas_now(depth, level, current);
+    let triggers: Vec<Value> = config
+        .triggers
+        .iter()
+        .zip(&recommendation.per_trigger)
+        .map(|(trigger, reading)| {
+            json!({
+                "name": reading.name,
+                "query": trigger.promql(),
+                "value": reading.value,
+                "threshold": trigger.threshold(),
+                "metric_type": trigger.metric_type().as_str(),
+                "desired": reading.desired,
+                "active": reading.active,
+            })
+        })
+        .collect();
+    json!({
+        "desired_replicas": recommendation.replicas,
+        "min_replicas": config.min_replicas,
+        "max_replicas": config.max_replicas,
+        "trigger": recommendation.trigger,
+        "triggers": triggers,
     })
 }
 

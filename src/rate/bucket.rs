@@ -88,7 +88,11 @@ impl TokenBucket {
     /// beyond the new burst is dropped, so a pause (scale 0) keeps nothing.
     pub fn set_scale(&mut self, scale: f64, now: Duration) {
         self.refill(now);
-        self.scale = if scale.is_nan() { 0.0 } else { scale.clamp(0.0, 1.0) };
+        self.scale = if scale.is_nan() {
+            0.0
+        } else {
+            scale.clamp(0.0, 1.0)
+        };
         self.tokens = self.tokens.min(self.capacity());
     }
 

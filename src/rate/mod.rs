@@ -167,7 +167,9 @@ fn view(provider: &Provider) -> ProviderView {
 /// Bucket arithmetic cannot leave a bucket half-updated, so a poisoned lock
 /// (a panic elsewhere while held) still guards consistent data.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -176,7 +178,9 @@ mod tests {
 
     fn coordinator(feedback_for: Option<&str>) -> RateCoordinator {
         let specs = [
-            "ibkr=60/s,burst=100".parse::<ProviderSpec>().expect("valid"),
+            "ibkr=60/s,burst=100"
+                .parse::<ProviderSpec>()
+                .expect("valid"),
             "polygon=10/s".parse::<ProviderSpec>().expect("valid"),
         ];
         RateCoordinator::new(&specs, feedback_for, Clock::new())
@@ -195,7 +199,10 @@ mod tests {
     fn feedback_can_be_limited_to_one_provider() {
         let rates = coordinator(Some("ibkr"));
         rates.set_control_scale(0.0);
-        assert_eq!(rates.try_acquire("ibkr", 1.0), Some(Grant::Throttled(Throttle::Paused)));
+        assert_eq!(
+            rates.try_acquire("ibkr", 1.0),
+            Some(Grant::Throttled(Throttle::Paused))
+        );
         assert_eq!(rates.try_acquire("polygon", 1.0), Some(Grant::Granted));
         assert_eq!(rates.try_acquire("nope", 1.0), None);
     }

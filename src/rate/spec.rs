@@ -83,7 +83,8 @@ impl FromStr for ProviderSpec {
         }
         let mut parts = rest.split(',');
         let rate_text = parts.next().unwrap_or_default();
-        let rate = parse_rate(rate_text).ok_or_else(|| ProviderSpecError::Rate(rate_text.into()))?;
+        let rate =
+            parse_rate(rate_text).ok_or_else(|| ProviderSpecError::Rate(rate_text.into()))?;
         let mut burst = rate.max(1.0);
         for part in parts {
             match part.trim().split_once('=') {

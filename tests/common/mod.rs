@@ -22,7 +22,6 @@ pub fn config(args: &[&str]) -> ServeConfig {
     let mut argv = vec!["mdp", "serve", "--listen", "127.0.0.1:0"];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).expect("test arguments parse");
-    #[allow(irrefutable_let_patterns)]
     let Command::Serve(args) = cli.command else {
         unreachable!("built as serve")
     };
