@@ -1,17 +1,97 @@
-//! Demo: the service plus an embedded store model and synthetic provider load.
+//! Demo: the service plus an embedded store model and synthetic provider load,
+//! cycling through the four seed scenarios so the loop is visible on one machine.
 
-use crate::cli::ServeArgs;
+mod driver;
+mod store;
+
+pub use driver::{Accounting, PHASES, Phase};
+pub use store::{Announcement, StoreModel};
+
+use crate::cli::{ServeArgs, duration};
+use crate::config::ServeConfig;
+use crate::service::Service;
 use clap::Args;
+use std::time::Duration;
 
 /// Options of `mdp demo`.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Compress the scenario's time by this factor: phases are this much shorter
+    /// and each rate token carries this many times the items.
+    #[arg(long, env = "MDP_DEMO_SPEED", default_value_t = 1.0)]
+    pub speed: f64,
+    /// How long each phase lasts at speed 1.
+    #[arg(long, env = "MDP_DEMO_PHASE", default_value = "30s", value_parser = duration)]
+    pub phase_duration: Duration,
+    /// Stop after this many cycles through the four phases (0: run until interrupted).
+    #[arg(long, env = "MDP_DEMO_CYCLES", default_value_t = 0)]
+    pub cycles: u32,
+    /// Items each rate token brings (one provider request returns a batch).
+    #[arg(long, env = "MDP_DEMO_BATCH", default_value_t = 16)]
+    pub batch: u64,
+    /// Most items per second the store's workers can write.
+    #[arg(long, env = "MDP_DEMO_WORKER_THROUGHPUT", default_value_t = 5000)]
+    pub worker_throughput: u64,
 }
 
-/// Runs `mdp demo` until SIGTERM/SIGINT.
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("invalid --speed: must be a number from 0.1 to 1000, got {0}")]
+    Speed(f64),
+    #[error("invalid --phase-duration: must be at least 1s")]
+    PhaseDuration,
+    #[error("invalid --batch: must be >= 1")]
+    Batch,
+    #[error("invalid --worker-throughput: must be >= 1 item/s")]
+    Throughput,
+}
+
+/// Runs `mdp demo` until SIGTERM/SIGINT or the last cycle.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("mdp demo is not available yet")
+    if !(0.1..=1000.0).contains(&args.speed) {
+        return Err(DemoError::Speed(args.speed).into());
+    }
+    if args.phase_duration < Duration::from_secs(1) {
+        return Err(DemoError::PhaseDuration.into());
+    }
+    if args.batch == 0 {
+        return Err(DemoError::Batch.into());
+    }
+    if args.worker_throughput == 0 {
+        return Err(DemoError::Throughput.into());
+    }
+    let store = driver::StoreServer::start().await?;
+    let mut serve = args.serve.clone();
+    // The store model is polled like a real store in pull mode, and pushes its
+    // transitions like the real broadcaster: both intake paths run.
+    if serve.store_metrics_url.is_none() {
+        serve.store_metrics_url = Some(store.metrics_url());
+        serve.pull_interval = Duration::from_secs(1);
+        serve.pull_timeout = Duration::from_millis(500);
+    }
+    let config = ServeConfig::try_from(serve)?;
+    let service = Service::start(config).await?;
+    let addr = service.local_addr()?;
+    let ctx = service.ctx().clone();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        tokio::select! {
+            () = crate::service::termination() => {}
+            _ = done_rx => {}
+        }
+    };
+    let server = tokio::spawn(service.run(signal));
+    driver::print_banner(addr, &args);
+    let accounting = driver::Driver::new(&args, ctx, store, addr).run().await;
+    let _ = done_tx.send(());
+    server.await?;
+    println!("{accounting}");
+    if accounting.balances() {
+        Ok(())
+    } else {
+        anyhow::bail!("item accounting does not balance: {accounting}")
+    }
 }

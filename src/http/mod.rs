@@ -33,6 +33,21 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Takes `tokens` from `provider` and counts the outcome; None for an
+    /// unknown provider, Some(false) when throttled.
+    pub fn acquire(&self, provider: &str, tokens: f64) -> Option<bool> {
+        match self.rates.try_acquire(provider, tokens)? {
+            crate::rate::Grant::Granted => {
+                self.metrics
+                    .tokens_granted
+                    .with_label_values(&[provider])
+                    .inc_by(tokens as u64);
+                Some(true)
+            }
+            crate::rate::Grant::Throttled(_) => Some(false),
+        }
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && !*self.shutdown.borrow()
     }

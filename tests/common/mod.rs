@@ -88,6 +88,7 @@ pub struct MdpProcess {
     pub child: Child,
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Vec<String>>>,
+    pub stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl MdpProcess {
@@ -100,18 +101,40 @@ impl MdpProcess {
 
     /// Runs `mdp ARGS` (a serving subcommand) and waits for its ready line.
     pub fn spawn(argv: &[&str], env: &[(&str, &str)]) -> MdpProcess {
+        Self::launch(argv, env, false)
+    }
+
+    /// Like `spawn`, also collecting what the process prints on stdout.
+    pub fn spawn_with_stdout(argv: &[&str], env: &[(&str, &str)]) -> MdpProcess {
+        Self::launch(argv, env, true)
+    }
+
+    fn launch(argv: &[&str], env: &[(&str, &str)], capture_stdout: bool) -> MdpProcess {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mdp"));
         command
             .args(argv)
             .env("MDP_LOG_FORMAT", "json")
             .env("MDP_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(if capture_stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped());
         for (key, value) in env {
             command.env(key, value);
         }
         let mut child = command.spawn().expect("mdp binary starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            let sink = stdout.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    sink.lock().expect("stdout lock").push(line);
+                }
+            });
+        }
         let stderr = child.stderr.take().expect("stderr piped");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -138,7 +161,12 @@ impl MdpProcess {
                 );
             }
         };
-        MdpProcess { child, addr, log }
+        MdpProcess {
+            child,
+            addr,
+            log,
+            stdout,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -164,6 +192,13 @@ impl MdpProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// What the process printed on stdout so far (after it exited: all of it,
+    /// once the reader thread caught up).
+    pub fn stdout_text(&self) -> String {
+        std::thread::sleep(Duration::from_millis(100));
+        self.stdout.lock().expect("stdout lock").join("\n")
     }
 
     pub fn log_text(&self) -> String {
