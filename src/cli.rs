@@ -145,6 +145,25 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub autoscale: crate::autoscale::AutoscaleArgs,
 
+    /// Pods sharing each provider's budget, when fixed (each grants 1/N).
+    #[arg(long, env = "MDP_REPLICAS", conflicts_with = "replicas_dns")]
+    pub replicas: Option<u32>,
+    /// Learn the pod count from the addresses of this name (a headless Service).
+    #[arg(long, env = "MDP_REPLICAS_DNS")]
+    pub replicas_dns: Option<String>,
+    /// How often the peer name is resolved again.
+    #[arg(long, env = "MDP_REPLICAS_REFRESH", default_value = "5s", value_parser = duration)]
+    pub replicas_refresh: Duration,
+    /// A smaller pod count must hold this long before the share grows.
+    #[arg(long, env = "MDP_REPLICAS_SHRINK_HOLD", default_value = "15s", value_parser = duration)]
+    pub replicas_shrink_hold: Duration,
+    /// This pod's own address (Kubernetes: status.podIP), to find itself in the answer.
+    #[arg(long, env = "MDP_POD_IP")]
+    pub pod_ip: Option<std::net::IpAddr>,
+    /// Resolve the peer name from this hosts-format file instead of DNS.
+    #[arg(long, env = "MDP_REPLICAS_HOSTS_FILE")]
+    pub replicas_hosts_file: Option<std::path::PathBuf>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MDP_MAX_BODY", default_value_t = 65_536)]
     pub max_body: u64,

@@ -6,6 +6,7 @@ use crate::control::{ControlConfig, ScalePolicy, Watermarks};
 use crate::feedback::pull::PullConfig;
 use crate::level::Level;
 use crate::rate::ProviderSpec;
+use crate::replicas::ReplicaSource;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub struct ServeConfig {
     pub pull: Option<PullConfig>,
     pub store_capacity: u64,
     pub autoscale: AutoscaleConfig,
+    pub replicas: ReplicaSource,
+    /// A smaller replica count must hold this long before the share grows.
+    pub replicas_shrink_hold: Duration,
     pub http: HttpLimits,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -111,6 +115,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             .autoscale
             .build(args.store_capacity, watermarks.soft_release)
             .map_err(|e| refuse("max-replicas", e))?;
+        let replicas = replica_source(&args)?;
         if args.max_body < 1024 {
             return Err(refuse("max-body", "must be at least 1024 bytes"));
         }
@@ -123,6 +128,8 @@ impl TryFrom<ServeArgs> for ServeConfig {
             pull,
             store_capacity: args.store_capacity,
             autoscale,
+            replicas,
+            replicas_shrink_hold: args.replicas_shrink_hold,
             http: HttpLimits {
                 max_body: args.max_body,
                 acquire_max_wait: args.acquire_max_wait,
@@ -130,6 +137,36 @@ impl TryFrom<ServeArgs> for ServeConfig {
             drain_delay: args.drain_delay,
             shutdown_timeout: args.shutdown_timeout,
         })
+    }
+}
+
+fn replica_source(args: &ServeArgs) -> Result<ReplicaSource, ConfigError> {
+    match (&args.replicas, &args.replicas_dns) {
+        (Some(0), _) => Err(refuse("replicas", "must be >= 1")),
+        (Some(n), _) => Ok(ReplicaSource::Static(*n)),
+        (None, Some(name)) => {
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !valid {
+                return Err(refuse(
+                    "replicas-dns",
+                    format!("{name:?} is not a DNS name"),
+                ));
+            }
+            if args.replicas_refresh < Duration::from_millis(100) {
+                return Err(refuse("replicas-refresh", "must be at least 100ms"));
+            }
+            Ok(ReplicaSource::Dns {
+                name: name.clone(),
+                refresh: args.replicas_refresh,
+                pod_ip: args.pod_ip,
+                hosts_file: args.replicas_hosts_file.clone(),
+            })
+        }
+        (None, None) => Ok(ReplicaSource::Static(1)),
     }
 }
 
@@ -263,6 +300,8 @@ mod tests {
                 "--store-capacity",
             ),
             (&["--max-body", "10"], "--max-body"),
+            (&["--replicas", "0"], "--replicas"),
+            (&["--replicas-dns", "bad name!"], "--replicas-dns"),
         ];
         for (args, option) in cases {
             let err = config(args).expect_err("must be refused");

@@ -14,6 +14,7 @@ pub mod feedback;
 pub mod http;
 pub mod level;
 pub mod rate;
+pub mod replicas;
 pub mod service;
 pub mod simulate;
 pub mod telemetry;

@@ -8,6 +8,7 @@ use crate::engine::{self, Command, EngineHandle};
 use crate::feedback::pull::{self, PullConfig};
 use crate::http::{self, Ctx};
 use crate::rate::RateCoordinator;
+use crate::replicas::{self, ReplicaSource, ReplicaTracker, ReplicaView, Resolution};
 use crate::telemetry::Metrics;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +27,8 @@ pub enum StartError {
     },
     #[error("cannot build the HTTP client for pull mode: {0}")]
     Client(String),
+    #[error("cannot set up DNS resolution for --replicas-dns: {0}")]
+    Resolver(String),
 }
 
 /// A service whose listener is bound and whose control loop runs.
@@ -69,8 +72,12 @@ impl Service {
             clock,
         );
         let (stop, shutdown) = watch::channel(false);
+        let replicas =
+            start_replica_watch(&config, rates.clone(), metrics.clone(), shutdown.clone())?;
         if let Some(pull) = &config.pull {
             let client = reqwest::Client::builder()
+                // A pure-Rust resolver: the static binary has no NSS modules.
+                .hickory_dns(true)
                 .user_agent(concat!("mdp/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| StartError::Client(e.to_string()))?;
@@ -88,6 +95,7 @@ impl Service {
             metrics,
             clock,
             ready: Arc::new(AtomicBool::new(false)),
+            replicas,
             shutdown,
         };
         Ok(Service {
@@ -158,6 +166,93 @@ impl Service {
         }
         drop(ctx);
         engine_task.abort();
+    }
+}
+
+/// Applies the replica share now and, with a peer name, keeps it current.
+fn start_replica_watch(
+    config: &ServeConfig,
+    rates: Arc<RateCoordinator>,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) -> Result<watch::Receiver<ReplicaView>, StartError> {
+    let apply = move |view: &ReplicaView| {
+        rates.set_share(view.share);
+        metrics.replicas.set(i64::from(view.count));
+    };
+    match &config.replicas {
+        ReplicaSource::Static(count) => {
+            let view = ReplicaView::fixed(*count);
+            apply(&view);
+            Ok(watch::channel(view).1)
+        }
+        ReplicaSource::Dns {
+            name,
+            refresh,
+            pod_ip,
+            hosts_file,
+        } => {
+            let resolver = hickory_resolver::TokioResolver::builder_tokio()
+                .and_then(|builder| builder.build())
+                .map_err(|e| StartError::Resolver(e.to_string()))?;
+            let mut tracker = ReplicaTracker::new(
+                config.autoscale.max_replicas,
+                config.replicas_shrink_hold,
+                *refresh,
+            );
+            let peer_name = name.clone();
+            let view = move |tracker: &ReplicaTracker, failures: u64| ReplicaView {
+                count: tracker.effective(),
+                observed: tracker.observed(),
+                share: tracker.share(),
+                source: "dns",
+                name: Some(peer_name.clone()),
+                lookup_failures: failures,
+            };
+            let (publish, receiver) = watch::channel(view(&tracker, 0));
+            apply(&view(&tracker, 0));
+            let (name, refresh, pod_ip, hosts_file) =
+                (name.clone(), *refresh, *pod_ip, hosts_file.clone());
+            let clock = Clock::new();
+            let mut shutdown = shutdown;
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(refresh);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut failures = 0u64;
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    let before = tracker.effective();
+                    let resolution = match replicas::resolve(
+                        &name,
+                        hosts_file.as_deref(),
+                        &resolver,
+                    )
+                    .await
+                    {
+                        Ok(addresses) => Some(Resolution {
+                            addresses: u32::try_from(addresses.len()).unwrap_or(u32::MAX),
+                            includes_self: pod_ip.map(|ip| addresses.contains(&ip)),
+                        }),
+                        Err(error) => {
+                            failures += 1;
+                            tracing::warn!(%name, "peer lookup failed, keeping {before} replicas: {error}");
+                            None
+                        }
+                    };
+                    let after = tracker.observe(resolution, clock.now());
+                    if after != before {
+                        tracing::info!(%name, from = before, to = after, "replica count changed; each pod now grants 1/{after}");
+                    }
+                    let current = view(&tracker, failures);
+                    apply(&current);
+                    publish.send_replace(current);
+                }
+            });
+            Ok(receiver)
+        }
     }
 }
 

@@ -105,7 +105,7 @@ mod tests {
         assert_eq!(store.put(1000).1, None, "SOFT once");
         let hard = store.put(3000).1.expect("HARD at high");
         assert_eq!(hard.level, Level::Hard);
-        assert_eq!(store.drain(1000).1, None, "no SOFT on the way down");
+        assert_eq!(store.drain(1000), None, "no SOFT on the way down");
         let ok = store.drain(3001).expect("OK at low");
         assert_eq!((ok.level, ok.reason), (Level::Ok, Some("queue_recovered")));
     }

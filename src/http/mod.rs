@@ -28,6 +28,8 @@ pub struct Ctx {
     pub metrics: Metrics,
     pub clock: Clock,
     pub ready: Arc<AtomicBool>,
+    /// How many replicas share each provider's budget.
+    pub replicas: watch::Receiver<crate::replicas::ReplicaView>,
     /// Turns true when the listener stops accepting (after the drain delay).
     pub shutdown: watch::Receiver<bool>,
 }

@@ -23,6 +23,7 @@ pub fn state_json(ctx: &Ctx) -> Value {
         .collect();
     let control = &ctx.config.control;
     let marks = control.watermarks;
+    let replicas = ctx.replicas.borrow().clone();
     json!({
         "seq": snapshot.seq,
         "version": env!("CARGO_PKG_VERSION"),
@@ -57,8 +58,8 @@ pub fn state_json(ctx: &Ctx) -> Value {
             "consecutive_failures": snapshot.pull_failures,
         })),
         "flaps_suppressed": snapshot.flaps_suppressed,
-        "replicas": {"count": 1, "share": 1.0, "source": "static"},
-        "autoscaler": autoscaler_json(ctx, snapshot.queue_depth as f64, snapshot.level, 1),
+        "replicas": replicas,
+        "autoscaler": autoscaler_json(ctx, snapshot.queue_depth as f64, snapshot.level, replicas.count),
     })
 }
 
