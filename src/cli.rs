@@ -167,6 +167,15 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MDP_MAX_BODY", default_value_t = 65_536)]
     pub max_body: u64,
+    /// Open connections at most; more wait in the listen backlog.
+    #[arg(long, env = "MDP_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers.
+    #[arg(long, env = "MDP_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_timeout: Duration,
+    /// A connection with no traffic for this long is closed (must exceed --acquire-max-wait).
+    #[arg(long, env = "MDP_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub idle_timeout: Duration,
     /// Longest an acquire request may wait for tokens (its wait_ms is capped to this).
     #[arg(long, env = "MDP_ACQUIRE_MAX_WAIT", default_value = "10s", value_parser = duration)]
     pub acquire_max_wait: Duration,

@@ -4,6 +4,7 @@ use crate::autoscale::AutoscaleConfig;
 use crate::cli::ServeArgs;
 use crate::control::{ControlConfig, ScalePolicy, Watermarks};
 use crate::feedback::pull::PullConfig;
+use crate::http::server::ConnectionLimits;
 use crate::level::Level;
 use crate::rate::ProviderSpec;
 use crate::replicas::ReplicaSource;
@@ -47,6 +48,7 @@ pub struct ServeConfig {
     /// A smaller replica count must hold this long before the share grows.
     pub replicas_shrink_hold: Duration,
     pub http: HttpLimits,
+    pub connections: ConnectionLimits,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
 }
@@ -116,6 +118,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             .build(args.store_capacity, watermarks.soft_release)
             .map_err(|e| refuse("max-replicas", e))?;
         let replicas = replica_source(&args)?;
+        let connections = connection_limits(&args)?;
         if args.max_body < 1024 {
             return Err(refuse("max-body", "must be at least 1024 bytes"));
         }
@@ -134,10 +137,31 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 max_body: args.max_body,
                 acquire_max_wait: args.acquire_max_wait,
             },
+            connections,
             drain_delay: args.drain_delay,
             shutdown_timeout: args.shutdown_timeout,
         })
     }
+}
+
+fn connection_limits(args: &ServeArgs) -> Result<ConnectionLimits, ConfigError> {
+    if args.max_connections == 0 {
+        return Err(refuse("max-connections", "must be >= 1"));
+    }
+    if args.header_timeout.is_zero() {
+        return Err(refuse("header-timeout", "must be > 0"));
+    }
+    if args.idle_timeout <= args.acquire_max_wait {
+        return Err(refuse(
+            "idle-timeout",
+            "must be longer than --acquire-max-wait, or waiting acquires would be cut off",
+        ));
+    }
+    Ok(ConnectionLimits {
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+    })
 }
 
 fn replica_source(args: &ServeArgs) -> Result<ReplicaSource, ConfigError> {
@@ -301,6 +325,8 @@ mod tests {
             ),
             (&["--max-body", "10"], "--max-body"),
             (&["--replicas", "0"], "--replicas"),
+            (&["--idle-timeout", "5s"], "--idle-timeout"),
+            (&["--max-connections", "0"], "--max-connections"),
             (&["--replicas-dns", "bad name!"], "--replicas-dns"),
         ];
         for (args, option) in cases {

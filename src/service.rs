@@ -131,15 +131,13 @@ impl Service {
         } = self;
         let grace = ctx.config.shutdown_timeout;
         let ready = ctx.ready.clone();
-        let mut stopping = ctx.shutdown.clone();
-        let routes = http::routes(ctx.clone());
+        let stopping = ctx.shutdown.clone();
         let addr = listener
             .local_addr()
             .map_or_else(|_| ctx.config.listen.to_string(), |a| a.to_string());
-        let server = warp::serve(routes).incoming(listener).graceful(async move {
-            // The server stops accepting once `stop` is set.
-            let _ = stopping.wait_for(|s| *s).await;
-        });
+        let service = warp::service(http::routes(ctx.clone()));
+        let server =
+            http::server::serve(listener, service, ctx.config.connections, stopping.clone());
         ready.store(true, Ordering::Release);
         tracing::info!(
             addr = %addr,
@@ -147,7 +145,7 @@ impl Service {
             pull = ctx.config.pull.as_ref().map(|p| p.url.as_str()),
             "mdp ready"
         );
-        let server = tokio::spawn(server.run());
+        let server = tokio::spawn(server);
         signal.await;
         ready.store(false, Ordering::Release);
         let drain = ctx.config.drain_delay;

@@ -3,6 +3,7 @@
 mod api;
 mod assets;
 mod error;
+pub mod server;
 mod stream;
 
 pub use error::ApiError;
