@@ -167,6 +167,21 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MDP_MAX_BODY", default_value_t = 65_536)]
     pub max_body: u64,
+    /// Bearer token required on POST /feedback and POST /api/v1/acquire.
+    #[arg(
+        long,
+        env = "MDP_AUTH_TOKEN",
+        conflicts_with = "auth_token_file",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<String>,
+    /// Read the bearer token from this file (e.g. a mounted Kubernetes Secret).
+    #[arg(long, env = "MDP_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<std::path::PathBuf>,
+    /// Require the token on the read routes too (/metrics and /api/v1/*).
+    #[arg(long, env = "MDP_AUTH_READS", default_value_t = false, action = ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub auth_reads: bool,
     /// Open connections at most; more wait in the listen backlog.
     #[arg(long, env = "MDP_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,

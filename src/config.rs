@@ -4,6 +4,7 @@ use crate::autoscale::AutoscaleConfig;
 use crate::cli::ServeArgs;
 use crate::control::{ControlConfig, ScalePolicy, Watermarks};
 use crate::feedback::pull::PullConfig;
+use crate::http::auth::Token;
 use crate::http::server::ConnectionLimits;
 use crate::level::Level;
 use crate::rate::ProviderSpec;
@@ -49,6 +50,8 @@ pub struct ServeConfig {
     pub replicas_shrink_hold: Duration,
     pub http: HttpLimits,
     pub connections: ConnectionLimits,
+    pub auth_token: Option<Token>,
+    pub auth_reads: bool,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
 }
@@ -119,6 +122,13 @@ impl TryFrom<ServeArgs> for ServeConfig {
             .map_err(|e| refuse("max-replicas", e))?;
         let replicas = replica_source(&args)?;
         let connections = connection_limits(&args)?;
+        let auth_token = auth_token(&args)?;
+        if args.auth_reads && auth_token.is_none() {
+            return Err(refuse(
+                "auth-reads",
+                "needs --auth-token or --auth-token-file",
+            ));
+        }
         if args.max_body < 1024 {
             return Err(refuse("max-body", "must be at least 1024 bytes"));
         }
@@ -138,10 +148,35 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 acquire_max_wait: args.acquire_max_wait,
             },
             connections,
+            auth_token,
+            auth_reads: args.auth_reads,
             drain_delay: args.drain_delay,
             shutdown_timeout: args.shutdown_timeout,
         })
     }
+}
+
+fn auth_token(args: &ServeArgs) -> Result<Option<Token>, ConfigError> {
+    let (text, option) = match (&args.auth_token, &args.auth_token_file) {
+        (Some(text), _) => (text.clone(), "auth-token"),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                refuse(
+                    "auth-token-file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            (text, "auth-token-file")
+        }
+        (None, None) => return Ok(None),
+    };
+    // The message never repeats the token.
+    Token::new(&text).map(Some).ok_or_else(|| {
+        refuse(
+            option,
+            "the token must be at least 16 characters without spaces",
+        )
+    })
 }
 
 fn connection_limits(args: &ServeArgs) -> Result<ConnectionLimits, ConfigError> {
@@ -326,6 +361,12 @@ mod tests {
             (&["--max-body", "10"], "--max-body"),
             (&["--replicas", "0"], "--replicas"),
             (&["--idle-timeout", "5s"], "--idle-timeout"),
+            (&["--auth-token", "short"], "--auth-token"),
+            (
+                &["--auth-token-file", "/nonexistent/token"],
+                "--auth-token-file",
+            ),
+            (&["--auth-reads", "true"], "--auth-reads"),
             (&["--max-connections", "0"], "--max-connections"),
             (&["--replicas-dns", "bad name!"], "--replicas-dns"),
         ];

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub effective_rate: GaugeVec,
     pub polls: IntCounterVec,
     pub replicas: IntGauge,
+    pub unauthorized: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -183,6 +184,12 @@ impl Metrics {
                 IntGauge,
                 "mdp_replicas",
                 "Replicas sharing each provider's budget, as this replica knows it."
+            ),
+            unauthorized: metric!(
+                IntCounterVec,
+                "mdp_http_unauthorized_total",
+                "Requests refused for a missing or wrong bearer token, by route.",
+                &["route"]
             ),
             registry: registry.clone(),
         };

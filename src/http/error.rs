@@ -10,6 +10,8 @@ use warp::reply::Response;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -33,6 +35,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -63,6 +66,12 @@ impl ApiError {
             _ => {}
         }
         let mut response = json_response(&body, status);
+        if self == ApiError::Unauthorized {
+            response.headers_mut().insert(
+                "www-authenticate",
+                HeaderValue::from_static("Bearer realm=\"mdp\""),
+            );
+        }
         if let Some(seconds) = retry_after {
             response
                 .headers_mut()
@@ -80,12 +89,13 @@ pub fn json_response(body: &serde_json::Value, status: StatusCode) -> Response {
 
 /// Turns warp's own rejections (no route, wrong method) into JSON errors.
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
-    let error = if rejection.is_not_found() {
-        ApiError::NotFound("no such route".into())
+    // Our own refusals (401, 413, ...) outrank "another route did not match".
+    let error = if let Some(error) = rejection.find::<Rejected>() {
+        error.0.clone()
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed
-    } else if let Some(error) = rejection.find::<Rejected>() {
-        error.0.clone()
+    } else if rejection.is_not_found() {
+        ApiError::NotFound("no such route".into())
     } else {
         ApiError::BadRequest(format!("bad request: {rejection:?}"))
     };

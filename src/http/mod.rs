@@ -2,6 +2,7 @@
 
 mod api;
 mod assets;
+pub mod auth;
 mod error;
 pub mod server;
 mod stream;
@@ -59,6 +60,12 @@ impl Ctx {
 /// Every route of the service, with JSON errors for what matches none.
 pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let max_body = ctx.config.http.max_body;
+    let token = ctx.config.auth_token.clone().map(std::sync::Arc::new);
+    let read_token = token.clone().filter(|_| ctx.config.auth_reads);
+    let writes = |route| auth::require(token.clone(), ctx.metrics.clone(), route);
+    let reads = |route| auth::require(read_token.clone(), ctx.metrics.clone(), route);
+    let (feedback_auth, acquire_auth) = (writes("feedback"), writes("acquire"));
+    let (metrics_auth, api_auth) = (reads("metrics"), reads("api"));
     let with_ctx = warp::any().map(move || ctx.clone());
     let get = warp::get();
     let post = warp::post();
@@ -70,31 +77,46 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
         .map(api::ready);
     let metrics = warp::path!("metrics")
         .and(get)
+        .and(metrics_auth)
         .and(with_ctx.clone())
         .map(api::metrics);
     let feedback = warp::path!("feedback")
         .and(post)
+        .and(feedback_auth)
         .and(with_ctx.clone())
         .and(api::json_body(max_body))
         .then(api::feedback);
     let state = warp::path!("api" / "v1" / "state")
         .and(get)
+        .and(api_auth.clone())
         .and(with_ctx.clone())
         .map(api::state);
     let history = warp::path!("api" / "v1" / "history")
         .and(get)
+        .and(api_auth.clone())
         .and(with_ctx.clone())
         .map(api::history);
     let events = warp::path!("api" / "v1" / "stream")
         .and(get)
+        .and(api_auth.clone())
         .and(with_ctx.clone())
         .map(stream::sse);
     let acquire = warp::path!("api" / "v1" / "acquire")
         .and(post)
+        .and(acquire_auth)
         .and(with_ctx.clone())
         .and(api::json_body(max_body))
         .then(api::acquire);
-    let assets = get.and(warp::path::tail()).map(assets::serve);
+    // A missing file is a rejection, not an answer, so that a refusal from a
+    // route that did match (401 on /metrics, say) is what the client sees.
+    let assets = get.and(warp::path::tail()).and_then(|tail| async move {
+        let response = assets::serve(tail);
+        if response.status() == warp::http::StatusCode::NOT_FOUND {
+            Err(warp::reject::not_found())
+        } else {
+            Ok(response)
+        }
+    });
 
     health
         .or(ready)
