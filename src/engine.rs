@@ -347,6 +347,17 @@ impl Engine {
                     .inc();
                 tracing::info!(%from, %to, scale, "backpressure level changed");
             }
+            ControlEvent::Evicted { coordinator_id } => {
+                let m = &self.metrics;
+                let id = [coordinator_id.as_str()];
+                // Forgotten coordinators leave no series behind.
+                let _ = m.coordinator_depth.remove_label_values(&id);
+                let _ = m.coordinator_capacity.remove_label_values(&id);
+                let _ = m.coordinator_level.remove_label_values(&id);
+                let _ = m.coordinator_stale.remove_label_values(&id);
+                let _ = m.coordinator_last_event.remove_label_values(&id);
+                tracing::info!(coordinator = %coordinator_id, "forgot a stale coordinator to make room");
+            }
             ControlEvent::Staleness {
                 coordinator_id,
                 stale,

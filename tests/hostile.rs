@@ -339,3 +339,42 @@ async fn every_hostile_request_is_refused_and_changes_nothing() {
     assert_eq!(state().await["level"], "hard");
     service.stop().await;
 }
+
+#[tokio::test]
+async fn a_flood_of_new_coordinator_ids_is_capped_and_counted() {
+    let service = InProcess::start(&["--max-coordinators", "10"]).await;
+    let filter = routes(service.ctx.clone());
+    let mut refused = 0;
+    for i in 0..500 {
+        let event =
+            json!({"coordinator_id": format!("flood_{i}"), "queue_size": 100, "capacity": 10000});
+        let response = warp::test::request()
+            .method("POST")
+            .path("/feedback")
+            .header("content-type", "application/json")
+            .body(event.to_string())
+            .reply(&filter)
+            .await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        } else {
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
+    assert_eq!(refused, 490);
+    let metrics = warp::test::request().path("/metrics").reply(&filter).await;
+    let text = String::from_utf8_lossy(metrics.body());
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("mdp_coordinator_queue_depth{"))
+        .count();
+    assert_eq!(series, 10, "per-coordinator series must stay bounded");
+    assert_eq!(
+        common::sample(
+            &text,
+            "mdp_feedback_events_rejected_total{reason=\"too_many_coordinators\"}"
+        ),
+        Some(490.0)
+    );
+    service.stop().await;
+}

@@ -97,6 +97,8 @@ pub enum ControlEvent {
     LevelChanged { from: Level, to: Level, scale: f64 },
     /// A coordinator went stale or came back.
     Staleness { coordinator_id: String, stale: bool },
+    /// A stale coordinator was forgotten to make room for a new one.
+    Evicted { coordinator_id: String },
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +166,11 @@ impl Controller {
     pub fn observe(&mut self, obs: Observation, now: Duration) -> Outcome {
         let marks = self.config.watermarks;
         let fraction = obs.queue_size as f64 / obs.capacity.max(1) as f64;
+        if !self.coordinators.contains_key(&obs.coordinator_id)
+            && self.coordinators.len() >= self.config.max_coordinators
+        {
+            self.evict_oldest_stale();
+        }
         let full = self.coordinators.len() >= self.config.max_coordinators;
         let outcome = match self.coordinators.get_mut(&obs.coordinator_id) {
             Some(coord) if obs.ts < coord.last_ts => Outcome::OutOfOrder {
@@ -206,6 +213,22 @@ impl Controller {
         }
         self.evaluate(now);
         outcome
+    }
+
+    /// Forgets the stale coordinator silent for longest, if any: a bounded
+    /// table must not be filled for good by ids that will never speak again.
+    fn evict_oldest_stale(&mut self) {
+        let oldest = self
+            .coordinators
+            .iter()
+            .filter(|(_, c)| c.stale)
+            .min_by_key(|(_, c)| c.last_seen)
+            .map(|(id, _)| id.clone());
+        if let Some(id) = oldest {
+            self.coordinators.remove(&id);
+            self.events
+                .push(ControlEvent::Evicted { coordinator_id: id });
+        }
     }
 
     /// Records a failed poll of the store; after `pull_max_failures` in a row

@@ -211,3 +211,34 @@ fn a_store_never_reached_fails_safe() {
     }
     assert_eq!(ctl.level(), Level::Soft);
 }
+
+#[test]
+fn a_full_table_makes_room_by_forgetting_the_oldest_stale_coordinator() {
+    let mut ctl = Controller::new(ControlConfig {
+        max_coordinators: 2,
+        push_ttl: Some(Duration::from_secs(10)),
+        relax_after: Duration::ZERO,
+        ..ControlConfig::default()
+    });
+    ctl.observe(event("old", 1, None, 1.0), ms(0));
+    ctl.observe(event("live", 1, None, 1.0), ms(9_000));
+    ctl.tick(ms(12_000));
+    assert!(matches!(
+        ctl.observe(event("new", 1, None, 2.0), ms(12_000)),
+        Outcome::Applied { .. }
+    ));
+    let ids: Vec<String> = ctl
+        .coordinators(ms(12_000))
+        .into_iter()
+        .map(|c| c.coordinator_id)
+        .collect();
+    assert_eq!(ids, vec!["live".to_owned(), "new".to_owned()]);
+    assert!(ctl.drain_events().contains(&ControlEvent::Evicted {
+        coordinator_id: "old".into()
+    }));
+    // No stale coordinator left to forget: the next newcomer is refused.
+    assert_eq!(
+        ctl.observe(event("newer", 1, None, 2.0), ms(12_001)),
+        Outcome::TooManyCoordinators
+    );
+}
