@@ -16,11 +16,21 @@ enum Store {
     Depth(u64),
     Down,
     Garbage,
+    /// Answers, but only after the poll's time limit.
+    Slow,
 }
 
 async fn start_store(state: Arc<Mutex<Store>>) -> std::net::SocketAddr {
-    let route = warp::path!("metrics").map(move || {
+    let route = warp::path!("metrics").then(move || {
+        let state = state.clone();
+        async move {
         let store = state.lock().expect("store lock").clone();
+        if matches!(store, Store::Slow) {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            return warp::http::Response::builder()
+                .status(StatusCode::OK)
+                .body("mds_coord_queue_depth{coord_id=\"store_01\"} 100\n".to_owned());
+        }
         match store {
             Store::Depth(depth) => warp::http::Response::builder()
                 .status(StatusCode::OK)
@@ -33,6 +43,8 @@ async fn start_store(state: Arc<Mutex<Store>>) -> std::net::SocketAddr {
             Store::Garbage => warp::http::Response::builder()
                 .status(StatusCode::OK)
                 .body("<html>definitely not metrics</html>".to_owned()),
+            Store::Slow => unreachable!("answered above"),
+        }
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -116,6 +128,15 @@ async fn polled_depth_drives_the_level_and_failures_fail_safe() {
     assert_eq!(
         common::sample(&metrics, "mdp_coordinator_stale{coordinator=\"store_01\"}"),
         Some(1.0)
+    );
+
+    // A store slower than the poll's time limit is failing too.
+    *store.lock().expect("lock") = Store::Depth(300);
+    assert!(wait_for("ok").await);
+    *store.lock().expect("lock") = Store::Slow;
+    assert!(
+        wait_for("soft").await,
+        "a store slower than --pull-timeout should fail safe"
     );
 
     // Garbage is a failure too; a good answer brings it back.

@@ -154,3 +154,53 @@ async fn mixed_load_leaves_no_errors_leaks_or_growth() {
         "RSS grew: {rss_before} -> {rss_after} KiB"
     );
 }
+
+#[tokio::test]
+async fn sigterm_under_load_answers_no_5xx_and_exits_zero() {
+    let mut mdp = MdpProcess::serve(&["--drain-delay", "500ms"], &[]);
+    let tally = Arc::new(Tally::default());
+    let load_task = {
+        let (tally, url) = (tally.clone(), mdp.url("/feedback"));
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                tally.record(
+                    http.post(&url)
+                        .json(&store_event(6000, "soft", None))
+                        .send()
+                        .await,
+                );
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    mdp.terminate();
+    let http = reqwest::Client::new();
+    let mut saw_503 = false;
+    for _ in 0..40 {
+        if let Ok(r) = http.get(mdp.url("/ready")).send().await
+            && r.status() == 503
+        {
+            saw_503 = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        saw_503,
+        "/ready did not turn 503 before the listener closed"
+    );
+    let status = mdp.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{status:?}");
+    load_task.await.expect("load");
+    assert!(tally.ok.load(Ordering::Relaxed) > 10);
+    assert_eq!(
+        tally.server_errors.load(Ordering::Relaxed),
+        0,
+        "5xx during shutdown"
+    );
+}
