@@ -4,6 +4,7 @@ mod api;
 mod assets;
 pub mod auth;
 mod error;
+mod export;
 pub mod server;
 mod stream;
 
@@ -107,6 +108,12 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
         .and(with_ctx.clone())
         .and(api::json_body(max_body))
         .then(api::acquire);
+    let export = warp::path!("api" / "v1" / "export" / ..)
+        .and(get)
+        .and(api_auth.clone())
+        .and(with_ctx.clone())
+        .and(warp::path::tail())
+        .map(export::serve);
     // A missing file is a rejection, not an answer, so that a refusal from a
     // route that did match (401 on /metrics, say) is what the client sees.
     let assets = get.and(warp::path::tail()).and_then(|tail| async move {
@@ -132,6 +139,8 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
         .or(events)
         .unify()
         .or(acquire)
+        .unify()
+        .or(export)
         .unify()
         .or(assets)
         .unify()

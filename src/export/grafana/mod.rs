@@ -1,0 +1,378 @@
+//! The Grafana dashboard (stable uid, datasource variable) and the provisioning files
+//! for it and for the Prometheus datasource. Thresholds drawn on the panels come from
+//! the same watermarks, policy and triggers the service and KEDA use.
+
+mod panel;
+
+use super::doc::{Doc, list, obj};
+use super::{ExportOptions, ExportedFile, HEADER};
+use crate::autoscale::{BACKPRESSURE_METRIC, QUEUE_DEPTH_METRIC, QUEUE_DEPTH_SOURCE};
+use crate::config::ServeConfig;
+use crate::level::Level;
+use panel::{
+    Panel, base_thresholds, layout, reduce_last, series_defaults, single_value, stat_options, step,
+    thresholds, timeseries,
+};
+
+pub const DASHBOARD: &str = "grafana/dashboard.json";
+pub const DASHBOARD_PROVIDER: &str = "grafana/provisioning/dashboards/mdp.yaml";
+pub const DATASOURCE: &str = "grafana/provisioning/datasources/prometheus.yaml";
+
+/// Where the dashboard provider looks for `dashboard.json` inside Grafana.
+pub const DASHBOARDS_PATH: &str = "/var/lib/grafana/dashboards/mdp";
+/// uid of the provisioned Prometheus datasource.
+const DATASOURCE_UID: &str = "prometheus";
+/// Queue fill (fraction of capacity) at which the depth panel turns yellow: an
+/// early notice well before the SOFT watermark.
+const QUEUE_NOTICE_FRACTION: f64 = 0.3;
+/// Scale factor from which the gauge is green: (nearly) full rate.
+const SCALE_HEALTHY: f64 = 0.9;
+
+/// The dashboard and its provisioning files.
+pub fn files(options: &ExportOptions, config: &ServeConfig) -> Vec<ExportedFile> {
+    vec![
+        ExportedFile::new(DASHBOARD, dashboard(options, config).to_json()),
+        ExportedFile::new(
+            DASHBOARD_PROVIDER,
+            format!(
+                "{HEADER}# Put grafana/dashboard.json in {DASHBOARDS_PATH} (copy or mount).\n{}",
+                dashboard_provider().to_yaml()
+            ),
+        ),
+        ExportedFile::new(
+            DATASOURCE,
+            format!("{HEADER}{}", datasource(config).to_yaml()),
+        ),
+    ]
+}
+
+fn dashboard_provider() -> Doc {
+    obj! {
+        "apiVersion": 1u32,
+        "providers": list![obj! {
+            "name": "mdp",
+            "orgId": 1u32,
+            "folder": "Market data",
+            "type": "file",
+            "disableDeletion": false,
+            "allowUiUpdates": false,
+            "updateIntervalSeconds": 30u32,
+            "options": obj! {
+                "path": DASHBOARDS_PATH,
+                "foldersFromFilesStructure": false,
+            },
+        }],
+    }
+}
+
+fn datasource(config: &ServeConfig) -> Doc {
+    obj! {
+        "apiVersion": 1u32,
+        "datasources": list![obj! {
+            "name": "Prometheus",
+            "uid": DATASOURCE_UID,
+            "type": "prometheus",
+            "access": "proxy",
+            "url": &config.autoscale.prometheus_address,
+            "isDefault": true,
+            "editable": false,
+            // The ServiceMonitor's scrape interval: keeps $__rate_interval at >= 4 scrapes.
+            "jsonData": obj! { "timeInterval": "15s" },
+        }],
+    }
+}
+
+fn level_mapping() -> Doc {
+    let mut options = Doc::Map(Vec::new());
+    for (index, (level, color)) in [
+        (Level::Ok, "green"),
+        (Level::Soft, "yellow"),
+        (Level::Hard, "red"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        options.push(
+            &level.as_gauge().to_string(),
+            obj! {
+                "text": level.as_str().to_uppercase(),
+                "color": color,
+                "index": index as u32,
+            },
+        );
+    }
+    obj! { "type": "value", "options": options }
+}
+
+/// The four panels of the original dashboard, fixed: units, thresholds and mappings.
+fn seed_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> {
+    let capacity = config.store_capacity as f64;
+    let marks = &config.control.watermarks;
+    let depth = format!("{QUEUE_DEPTH_METRIC}{{source=\"{QUEUE_DEPTH_SOURCE}\"}}");
+    let notice = (QUEUE_NOTICE_FRACTION * capacity).round();
+    let soft = (marks.soft_at * capacity).round();
+    let high = super::alerts::queue_high(config);
+    let mut depth_defaults = series_defaults(
+        "messages",
+        Some(thresholds(vec![
+            step("green", None),
+            step("yellow", Some(notice)),
+            step("orange", Some(soft)),
+            step("red", Some(high)),
+        ])),
+    );
+    depth_defaults.push("max", capacity);
+    let queue = timeseries(
+        "Store Queue Depth",
+        format!(
+            "Messages in the store's write queue (the most severe live coordinator, and each \
+             coordinator). Lines: {notice} notice, {soft} SOFT watermark, {high} HARD release \
+             (the queue-high alert); capacity {capacity}."
+        ),
+        &[
+            (format!("max({depth})"), "queue depth"),
+            (
+                "max by (coordinator) (mdp_coordinator_queue_depth)".into(),
+                "{{coordinator}}",
+            ),
+        ],
+        depth_defaults,
+        12,
+    );
+    let scale = single_value(
+        "gauge",
+        "Rate Scale Factor",
+        "Share of each provider's base rate mdp grants now (1 = full rate, 0 = paused).".into(),
+        &[(
+            "min by (provider) (pipeline_rate_scale_factor)".into(),
+            "{{provider}}",
+        )],
+        obj! {
+            "unit": "percentunit",
+            "min": 0u32,
+            "max": 1u32,
+            "thresholds": thresholds(vec![
+                step("red", None),
+                step("yellow", Some(config.control.policy.soft)),
+                step("green", Some(SCALE_HEALTHY)),
+            ]),
+        },
+        obj! {
+            "reduceOptions": reduce_last(),
+            "orientation": "auto",
+            "showThresholdLabels": false,
+            "showThresholdMarkers": true,
+        },
+    );
+    let level = single_value(
+        "stat",
+        "Backpressure State",
+        "The level driving the providers' rates: OK, SOFT (slow down) or HARD (pause).".into(),
+        &[(format!("max({BACKPRESSURE_METRIC})"), "level")],
+        obj! {
+            "unit": "none",
+            "mappings": list![level_mapping()],
+            "thresholds": thresholds(vec![
+                step("green", None),
+                step("yellow", Some(Level::Soft.as_gauge() as f64)),
+                step("red", Some(Level::Hard.as_gauge() as f64)),
+            ]),
+            "color": obj! { "mode": "thresholds" },
+        },
+        stat_options("background"),
+    );
+    let pods = single_value(
+        "stat",
+        "Pipeline Pods",
+        "Available pods of the Deployment (kube-state-metrics) and pods Prometheus scrapes.".into(),
+        &[
+            (
+                format!(
+                    "sum(kube_deployment_status_replicas_available{{namespace=\"{}\", deployment=\"{}\"}})",
+                    options.namespace, options.name
+                ),
+                "available",
+            ),
+            ("count(mdp_build_info)".into(), "scraped"),
+        ],
+        obj! { "unit": "none", "decimals": 0u32, "thresholds": base_thresholds() },
+        stat_options("value"),
+    );
+    vec![queue, scale, level, pods]
+}
+
+/// What an operator needs beyond the seed panels.
+fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> {
+    let hpa = format!(
+        "namespace=\"{}\", horizontalpodautoscaler=\"{}\"",
+        options.namespace,
+        options.hpa_name()
+    );
+    let trigger_queries: Vec<(String, &str)> = config
+        .autoscale
+        .triggers
+        .iter()
+        .map(|trigger| (trigger.promql(), trigger.name()))
+        .collect();
+    let trigger_targets: Vec<String> = config
+        .autoscale
+        .triggers
+        .iter()
+        .map(|t| format!("{} {} per pod", t.name(), t.threshold_str()))
+        .collect();
+    let rate = "$__rate_interval";
+    vec![
+        timeseries(
+            "Rate scale per provider",
+            "Rate scale factor per provider over time.".into(),
+            &[("min by (provider) (pipeline_rate_scale_factor)".into(), "{{provider}}")],
+            {
+                let mut defaults = series_defaults("percentunit", None);
+                defaults.push("max", 1u32);
+                defaults
+            },
+            12,
+        ),
+        timeseries(
+            "Effective rate per provider",
+            "Tokens per second granted per provider, summed over the pods (each pod grants its share).".into(),
+            &[("sum by (provider) (mdp_rate_effective_tokens_per_second)".into(), "{{provider}}")],
+            series_defaults("suffix: tokens/s", None),
+            12,
+        ),
+        timeseries(
+            "Autoscaling triggers (what KEDA reads)",
+            format!(
+                "The ScaledObject's trigger queries; the HPA asks for ceil(value / target) pods \
+                 per trigger and takes the largest. Targets: {}.",
+                trigger_targets.join(", ")
+            ),
+            &trigger_queries,
+            series_defaults("short", None),
+            12,
+        ),
+        timeseries(
+            "Desired vs actual replicas",
+            "What KEDA's HPA wants, what runs, and how many replicas mdp divides each provider's budget by.".into(),
+            &[
+                (format!("max(kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}})"), "desired"),
+                (format!("max(kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}})"), "current"),
+                (format!("max(kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}})"), "max"),
+                ("max(mdp_replicas)".into(), "replicas mdp sees"),
+            ],
+            series_defaults("none", None),
+            12,
+        ),
+        timeseries(
+            "Feedback events applied",
+            "Store feedback events applied per second, by provider and level (summed over pods).".into(),
+            &[(format!("sum by (provider, level) (rate(feedback_events_processed_total[{rate}]))"), "{{provider}} {{level}}")],
+            series_defaults("cps", None),
+            8,
+        ),
+        timeseries(
+            "Feedback events rejected",
+            "Feedback events refused or ignored per second, by reason.".into(),
+            &[(format!("sum by (reason) (rate(mdp_feedback_events_rejected_total[{rate}]))"), "{{reason}}")],
+            series_defaults("cps", None),
+            8,
+        ),
+        timeseries(
+            "Event-to-scale latency",
+            "Time from receiving a feedback event to the new scale being in force.".into(),
+            &[
+                (format!("histogram_quantile(0.5, sum by (le) (rate(mdp_feedback_event_to_scale_seconds_bucket[{rate}])))"), "p50"),
+                (format!("histogram_quantile(0.99, sum by (le) (rate(mdp_feedback_event_to_scale_seconds_bucket[{rate}])))"), "p99"),
+            ],
+            series_defaults("s", None),
+            8,
+        ),
+        timeseries(
+            "Stale coordinators",
+            format!(
+                "Coordinators whose feedback is stale (TTL passed or polls failing); they count as {}.",
+                config.control.stale_level.as_str().to_uppercase()
+            ),
+            &[
+                ("max(mdp_coordinators{state=\"stale\"})".into(), "stale"),
+                ("max(mdp_coordinators{state=\"live\"})".into(), "live"),
+                ("max by (coordinator) (mdp_coordinator_stale) > 0".into(), "stale: {{coordinator}}"),
+            ],
+            series_defaults("none", Some(thresholds(vec![step("green", None), step("red", Some(1.0))]))),
+            8,
+        ),
+        timeseries(
+            "Feedback age per coordinator",
+            "Seconds since each coordinator's last applied event. The store pushes only on \
+             transitions, so in push mode a growing age is normal."
+                .into(),
+            &[("time() - max by (coordinator) (mdp_coordinator_last_event_timestamp_seconds)".into(), "{{coordinator}}")],
+            series_defaults("s", None),
+            8,
+        ),
+        timeseries(
+            "Rate tokens",
+            "Tokens granted and acquire requests refused per second, by provider.".into(),
+            &[
+                (format!("sum by (provider) (rate(mdp_rate_tokens_granted_total[{rate}]))"), "{{provider}} granted"),
+                (format!("sum by (provider) (rate(mdp_rate_requests_throttled_total[{rate}]))"), "{{provider}} throttled"),
+            ],
+            series_defaults("cps", None),
+            8,
+        ),
+        timeseries(
+            "Level changes and suppressed flaps",
+            "Changes of the level driving the scale, and the store's SOFT/OK flaps the relax hold absorbed.".into(),
+            &[
+                (format!("sum by (level) (increase(mdp_backpressure_transitions_total[{rate}]))"), "to {{level}}"),
+                (format!("sum(increase(mdp_backpressure_flaps_suppressed_total[{rate}]))"), "flaps suppressed"),
+            ],
+            series_defaults("short", None),
+            12,
+        ),
+        timeseries(
+            "Store polls",
+            "Polls of the store's metrics endpoint per second, by result (pull mode).".into(),
+            &[(format!("sum by (result) (rate(mdp_pull_polls_total[{rate}]))"), "{{result}}")],
+            series_defaults("cps", None),
+            12,
+        ),
+    ]
+}
+
+/// The dashboard model. Every query reads metrics mdp exports (or kube-state-metrics').
+pub fn dashboard(options: &ExportOptions, config: &ServeConfig) -> Doc {
+    let mut panels = seed_panels(options, config);
+    panels.extend(operator_panels(options, config));
+    obj! {
+        "uid": options.dashboard_uid(),
+        "title": "mdp: market-data pipeline",
+        "description": "Store queue depth, backpressure, rate scale and KEDA autoscaling of the market-data pipeline (generated by `mdp export`).",
+        "tags": list!["mdp", "market-data", "keda"],
+        "timezone": "browser",
+        "editable": true,
+        "graphTooltip": 1u32,
+        "refresh": "10s",
+        "schemaVersion": 39u32,
+        "version": 1u32,
+        "time": obj! { "from": "now-1h", "to": "now" },
+        "templating": obj! {
+            "list": list![obj! {
+                "name": "datasource",
+                "label": "Data source",
+                "type": "datasource",
+                "query": "prometheus",
+                "current": obj! {},
+                "hide": 0u32,
+                "refresh": 1u32,
+                "regex": "",
+                "includeAll": false,
+                "multi": false,
+                "options": list![],
+            }],
+        },
+        "annotations": obj! { "list": list![] },
+        "links": list![],
+        "panels": layout(panels),
+    }
+}
