@@ -105,7 +105,7 @@ async fn fetch(client: &reqwest::Client, config: &PullConfig) -> Result<String, 
         .timeout(config.timeout)
         .send()
         .await
-        .map_err(|e| PullError::Request(e.to_string()))?;
+        .map_err(|e| PullError::Request(error_chain(&e)))?;
     if !response.status().is_success() {
         return Err(PullError::Status(response.status().as_u16()));
     }
@@ -113,7 +113,7 @@ async fn fetch(client: &reqwest::Client, config: &PullConfig) -> Result<String, 
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| PullError::Request(e.to_string()))?
+        .map_err(|e| PullError::Request(error_chain(&e)))?
     {
         if body.len() + chunk.len() > MAX_EXPOSITION {
             return Err(PullError::Parse(format!(
@@ -123,6 +123,19 @@ async fn fetch(client: &reqwest::Client, config: &PullConfig) -> Result<String, 
         body.extend_from_slice(&chunk);
     }
     String::from_utf8(body).map_err(|_| PullError::Parse("not UTF-8".into()))
+}
+
+/// An error with its causes, so a log line says *why* the request failed
+/// (refused, timed out, name not found) rather than just that it did.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -116,14 +116,19 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
         .map(export::serve);
     // A missing file is a rejection, not an answer, so that a refusal from a
     // route that did match (401 on /metrics, say) is what the client sees.
-    let assets = get.and(warp::path::tail()).and_then(|tail| async move {
-        let response = assets::serve(tail);
-        if response.status() == warp::http::StatusCode::NOT_FOUND {
-            Err(warp::reject::not_found())
-        } else {
-            Ok(response)
-        }
-    });
+    let assets = warp::get()
+        .or(warp::head())
+        .unify()
+        .and(warp::path::tail())
+        .and(warp::header::optional::<String>("if-none-match"))
+        .and_then(|tail, etag: Option<String>| async move {
+            let response = assets::serve_conditional(tail, etag);
+            if response.status() == warp::http::StatusCode::NOT_FOUND {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(response)
+            }
+        });
 
     health
         .or(ready)
