@@ -380,7 +380,7 @@ fn the_pod_runs_the_exported_configuration() {
 #[test]
 fn simulate_on_the_exported_configuration_reproduces_the_matrix() {
     // Not the defaults, so the simulation can only match by reading the export.
-    let (_, _, files) = exported(&["--scale-down-window", "70s"]);
+    let (_, _, files) = exported(&["--scale-down-window", "75s"]);
     let dir = TempDir::new("simulate");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mdp"));
     command.args(["simulate", "--scenario", "matrix", "--format", "json"]);

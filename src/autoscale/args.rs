@@ -41,8 +41,9 @@ pub struct AutoscaleArgs {
     #[arg(long, env = "MDP_HARD_REPLICAS")]
     pub hard_replicas: Option<u32>,
     /// HPA scale-down stabilization window (Kubernetes' default of 300s would
-    /// hold pods for 5 minutes after the drain).
-    #[arg(long, env = "MDP_SCALE_DOWN_WINDOW", default_value = "60s", value_parser = duration)]
+    /// hold pods for 5 minutes after the drain; 70s lands the scale-down in 60-90s
+    /// once the scrape delay is counted).
+    #[arg(long, env = "MDP_SCALE_DOWN_WINDOW", default_value = "70s", value_parser = duration)]
     pub scale_down_window: Duration,
 }
 

@@ -158,7 +158,7 @@ mod tests {
         // Overload: from there to 8 or more.
         assert!(replicas[180 + 30] >= 8);
         assert_eq!(replicas[299], 10);
-        // Recovery: down to 1 within 90 s of the drain, not before the 60 s window
+        // Recovery: down to 1 within 90 s of the drain, not before the 70 s window
         // of scale-down stabilization has seen only low recommendations.
         let back_at_one = replicas[300..]
             .iter()

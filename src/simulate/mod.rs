@@ -1,17 +1,319 @@
 //! Simulation: the control loop and a model of Prometheus, KEDA and the HPA on virtual time.
+//!
+//! `mdp simulate` runs the service's own [`crate::control::Controller`] against a store
+//! whose queue follows a scenario, lets a model Prometheus scrape mdp's gauges, and feeds
+//! them to KEDA + the HPA + the pods ([`crate::autoscale::cluster::Cluster`]) configured by
+//! the same flags `mdp export` renders, so what is simulated is what is deployed.
 
-use crate::cli::ServeArgs;
+mod legend;
+pub mod model;
+pub mod output;
+pub mod plot;
+pub mod report;
+pub mod scenario;
+
+pub use model::{Run, Sample, Settings, StoreEvents};
+pub use output::Format;
+pub use report::Summary;
+pub use scenario::{BuiltinScenario, Scenario};
+
+use crate::autoscale::hpa::DEFAULT_SYNC_PERIOD;
+use crate::cli::{ServeArgs, duration};
+use crate::config::ServeConfig;
 use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Most simulated steps `--sweep` may take over all its runs.
+const MAX_SWEEP_STEPS: u64 = 100_000_000;
 
 /// Options of `mdp simulate`.
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Built-in scenario (default: matrix).
+    #[arg(long, env = "MDP_SIM_SCENARIO", value_enum)]
+    pub scenario: Option<BuiltinScenario>,
+    /// Run the load profile in this JSON file instead of a built-in scenario.
+    ///
+    /// The file is a list of phases, run in order:
+    ///
+    ///   [
+    ///     {"name": "idle",     "duration": "1m", "depth": 500},
+    ///     {"name": "moderate", "duration": 120,  "depth": [500, 6000]},
+    ///     {"name": "overload", "duration": "2m", "depth": 9500, "level": "hard"},
+    ///     {"name": "recovery", "duration": "3m", "depth": 800,  "prometheus": "down"}
+    ///   ]
+    ///
+    /// name        1-40 letters, digits, spaces, '_', '.', '-'. Phases named idle,
+    ///             normal, moderate, high, overload or recovery are checked
+    ///             against SPEC section 8.
+    /// duration    whole seconds, as a number or a string like "90s" or "2m".
+    /// depth       queue depth in messages (0..=--store-capacity), or a ramp
+    ///             [from, to] walked linearly over the phase.
+    /// level       optional: the level the store reports (ok, soft, hard)
+    ///             instead of the one derived from the depth.
+    /// jitter      optional: uniform noise of +-N messages on every step.
+    /// prometheus  optional: up (default), empty (series gone) or down.
+    #[arg(
+        long,
+        env = "MDP_SIM_SCENARIO_FILE",
+        conflicts_with = "scenario",
+        verbatim_doc_comment
+    )]
+    pub scenario_file: Option<PathBuf>,
+    /// Output format: table for people, one JSON object, or CSV with one row per second.
+    #[arg(long, env = "MDP_SIM_FORMAT", value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Also draw the run as an SVG picture into this file.
+    #[arg(long, env = "MDP_SIM_PLOT")]
+    pub plot: Option<PathBuf>,
+    /// How the store's state reaches mdp: depth (polled every --pull-interval, level
+    /// derived by mdp) or levels (the store pushes its own level changes only).
+    #[arg(long, env = "MDP_SIM_STORE_EVENTS", value_enum, default_value_t = StoreEvents::Depth)]
+    pub store_events: StoreEvents,
+    /// Prometheus scrape interval of mdp's /metrics (the ServiceMonitor's interval).
+    #[arg(long, env = "MDP_SIM_SCRAPE_INTERVAL", default_value = "15s", value_parser = duration)]
+    pub scrape_interval: Duration,
+    /// When in each scrape interval Prometheus scrapes (scrapes at offset + k * interval).
+    #[arg(long, env = "MDP_SIM_SCRAPE_OFFSET", default_value = "7s", value_parser = duration)]
+    pub scrape_offset: Duration,
+    /// When in its 15 s period the HPA syncs (first sync at this offset).
+    #[arg(long, env = "MDP_SIM_HPA_OFFSET", default_value = "0s", value_parser = duration)]
+    pub hpa_offset: Duration,
+    /// Time from a pod being asked for to it being ready.
+    #[arg(long, env = "MDP_SIM_STARTUP_DELAY", default_value = "10s", value_parser = duration)]
+    pub startup_delay: Duration,
+    /// Pods ready at the start (default: the minimum the HPA keeps).
+    #[arg(long, env = "MDP_SIM_INITIAL_REPLICAS")]
+    pub initial_replicas: Option<u32>,
+    /// Simulation step (1ms to 1s, dividing a second); output stays one row per second.
+    #[arg(long, env = "MDP_SIM_STEP", default_value = "1s", value_parser = duration)]
+    pub step: Duration,
+    /// Seed of the phases' depth jitter.
+    #[arg(long, env = "MDP_SIM_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Also run every whole-second scrape offset and HPA offset, and report the
+    /// range of the scale-up and scale-down times.
+    #[arg(long, env = "MDP_SIM_SWEEP", default_value_t = false)]
+    pub sweep: bool,
+}
+
+/// Why `mdp simulate` refused to run; one line naming the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("invalid --{option}: {message}")]
+    Option {
+        option: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Scenario(#[from] scenario::ScenarioError),
+    #[error(transparent)]
+    Autoscale(#[from] crate::autoscale::ConfigError),
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
+}
+
+fn refuse(option: &'static str, message: impl Into<String>) -> SimulateError {
+    SimulateError::Option {
+        option,
+        message: message.into(),
+    }
+}
+
+/// A validated simulation: the scenario, the settings, and what to print.
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    pub scenario: Scenario,
+    pub settings: Settings,
+    pub format: Format,
+    pub plot: Option<PathBuf>,
+    pub sweep: bool,
+}
+
+/// A finished simulation.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub run: Run,
+    pub summary: Summary,
+    /// Wall time of the main run (without the sweep).
+    pub wall: Duration,
+}
+
+impl TryFrom<SimulateArgs> for Simulation {
+    type Error = SimulateError;
+
+    fn try_from(args: SimulateArgs) -> Result<Self, SimulateError> {
+        let config = ServeConfig::try_from(args.serve.clone())?;
+        let capacity = config.store_capacity;
+        let step = args.step;
+        let divides = step.as_nanos() > 0 && 1_000_000_000 % step.as_nanos() == 0;
+        if step < Duration::from_millis(1) || step > Duration::from_secs(1) || !divides {
+            return Err(refuse(
+                "step",
+                "must be 1ms to 1s and divide a second (e.g. 1s, 100ms)",
+            ));
+        }
+        if args.scrape_interval < Duration::from_secs(1) {
+            return Err(refuse("scrape-interval", "must be at least 1s"));
+        }
+        if args.scrape_offset >= args.scrape_interval {
+            return Err(refuse(
+                "scrape-offset",
+                "must be shorter than --scrape-interval",
+            ));
+        }
+        if args.hpa_offset >= DEFAULT_SYNC_PERIOD {
+            return Err(refuse(
+                "hpa-offset",
+                "must be shorter than the HPA's 15s sync period",
+            ));
+        }
+        if args.startup_delay > Duration::from_secs(3600) {
+            return Err(refuse("startup-delay", "must be at most 1h"));
+        }
+        let poll_interval = args.serve.pull_interval;
+        if args.store_events == StoreEvents::Depth
+            && (poll_interval.is_zero() || poll_interval >= config.control.pull_ttl)
+        {
+            return Err(refuse(
+                "pull-interval",
+                "must be > 0 and shorter than --pull-ttl",
+            ));
+        }
+        let autoscale = config.autoscale;
+        let initial_replicas = args
+            .initial_replicas
+            .unwrap_or(autoscale.hpa_min_replicas());
+        if initial_replicas > autoscale.max_replicas {
+            return Err(refuse("initial-replicas", "must be at most --max-replicas"));
+        }
+        let scenario = match &args.scenario_file {
+            Some(path) => Scenario::from_file(path, capacity)?,
+            None => Scenario::builtin(args.scenario.unwrap_or(BuiltinScenario::Matrix)),
+        };
+        scenario.validate(capacity)?;
+        let steps = scenario.duration().as_secs() * (1_000_000_000 / step.as_nanos()) as u64;
+        if steps > model::MAX_STEPS {
+            return Err(refuse(
+                "step",
+                format!(
+                    "{steps} steps is more than {}: use a coarser step",
+                    model::MAX_STEPS
+                ),
+            ));
+        }
+        let sweep_steps = steps * args.scrape_interval.as_secs() * DEFAULT_SYNC_PERIOD.as_secs();
+        if args.sweep && sweep_steps > MAX_SWEEP_STEPS {
+            return Err(refuse(
+                "sweep",
+                format!(
+                    "would take {sweep_steps} steps (at most {MAX_SWEEP_STEPS}): shorten the scenario or coarsen --step"
+                ),
+            ));
+        }
+        let settings = Settings {
+            capacity,
+            control: config.control,
+            autoscale,
+            store_events: args.store_events,
+            poll_interval,
+            scrape_interval: args.scrape_interval,
+            scrape_offset: args.scrape_offset,
+            hpa_offset: args.hpa_offset,
+            startup_delay: args.startup_delay,
+            initial_replicas,
+            step,
+            seed: args.seed,
+        };
+        Ok(Simulation {
+            scenario,
+            settings,
+            format: args.format,
+            plot: args.plot,
+            sweep: args.sweep,
+        })
+    }
+}
+
+impl Simulation {
+    /// Runs the scenario (and the sweep, if asked) and writes the plot, if asked.
+    pub fn run(&self) -> Result<Outcome, SimulateError> {
+        let started = Instant::now();
+        let run = model::simulate(&self.scenario, &self.settings)?;
+        let wall = started.elapsed();
+        let mut summary = report::summarize(&self.scenario, &run, &self.settings);
+        if self.sweep {
+            summary.sweep = Some(self.sweep()?);
+        }
+        if let Some(path) = &self.plot {
+            plot::write(path, &run.samples, &summary, &self.settings)?;
+        }
+        Ok(Outcome { run, summary, wall })
+    }
+
+    /// Every whole-second scrape offset against every HPA sync offset.
+    fn sweep(&self) -> Result<report::Sweep, SimulateError> {
+        let mut ups = Vec::new();
+        let mut downs = Vec::new();
+        let mut spec_matches = 0;
+        for scrape in 0..self.settings.scrape_interval.as_secs() {
+            for hpa in 0..DEFAULT_SYNC_PERIOD.as_secs() {
+                let settings = Settings {
+                    scrape_offset: Duration::from_secs(scrape),
+                    hpa_offset: Duration::from_secs(hpa),
+                    ..self.settings.clone()
+                };
+                let run = model::simulate(&self.scenario, &settings)?;
+                let summary = report::summarize(&self.scenario, &run, &settings);
+                ups.push(summary.scale_up_seconds);
+                downs.push(summary.scale_down_seconds);
+                spec_matches += u32::from(summary.spec.is_some_and(|v| v.matches));
+            }
+        }
+        let range = |values: &[Option<u64>]| report::Range {
+            min: values.iter().flatten().min().copied(),
+            max: values.iter().flatten().max().copied(),
+            missing: values.iter().filter(|v| v.is_none()).count() as u32,
+        };
+        Ok(report::Sweep {
+            runs: ups.len() as u32,
+            scale_up_seconds: range(&ups),
+            scale_down_seconds: range(&downs),
+            spec_matches,
+        })
+    }
+
+    /// The output text in the chosen format.
+    pub fn render(&self, outcome: &Outcome) -> String {
+        match self.format {
+            Format::Table => output::table(&outcome.summary, outcome.wall),
+            Format::Json => output::json(&outcome.summary),
+            Format::Csv => output::csv(&self.scenario, &outcome.run.samples),
+        }
+    }
 }
 
 /// Runs `mdp simulate`.
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("mdp simulate is not available yet")
+    let simulation = Simulation::try_from(args)?;
+    let outcome = simulation.run()?;
+    let text = simulation.render(&outcome);
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // `mdp simulate --format csv | head` is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
+
+#[cfg(test)]
+mod tests;

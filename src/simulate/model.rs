@@ -1,0 +1,387 @@
+//! The simulated world on virtual time: the store's queue, mdp's [`Controller`],
+//! Prometheus scraping mdp, and KEDA + the HPA + the pods ([`Cluster`]).
+
+use super::scenario::{MetricsPath, Phase, Scenario};
+use crate::autoscale::cluster::Cluster;
+use crate::autoscale::keda::PromResponse;
+use crate::autoscale::{AutoscaleConfig, ConfigError};
+use crate::control::{ControlConfig, ControlEvent, Controller, Observation, Source};
+use crate::level::Level;
+use clap::ValueEnum;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Most steps one run may take (a week at 1 s is 604 800).
+pub const MAX_STEPS: u64 = 20_000_000;
+/// Coordinator id of the simulated store.
+const STORE_ID: &str = "sim-store";
+
+/// How the store's state reaches mdp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreEvents {
+    /// mdp polls the store's depth every --pull-interval and derives the level
+    /// with its own watermarks (pull mode).
+    Depth,
+    /// The store's broadcaster pushes one event per transition of its own level
+    /// (SOFT past --soft-watermark, HARD at --hard-watermark, OK back at or below
+    /// --soft-watermark), carrying the depth of that moment only.
+    Levels,
+}
+
+/// Everything a run needs besides the scenario.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub capacity: u64,
+    pub control: ControlConfig,
+    pub autoscale: AutoscaleConfig,
+    pub store_events: StoreEvents,
+    /// Time between polls of the store (depth events).
+    pub poll_interval: Duration,
+    pub scrape_interval: Duration,
+    /// Prometheus scrapes mdp at `scrape_offset + k * scrape_interval`.
+    pub scrape_offset: Duration,
+    /// The HPA's first sync (and KEDA's first poll).
+    pub hpa_offset: Duration,
+    pub startup_delay: Duration,
+    pub initial_replicas: u32,
+    pub step: Duration,
+    /// Seed of the depth jitter.
+    pub seed: u64,
+}
+
+/// The state at one whole simulated second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub t: u64,
+    pub phase: usize,
+    /// The store's queue depth.
+    pub depth: u64,
+    /// The depth Prometheus last scraped from mdp (what KEDA sees).
+    pub metric_depth: u64,
+    /// The level driving the scale (after the relax hold).
+    pub level: Level,
+    pub scale: f64,
+    /// Pods the Deployment asks for.
+    pub desired: u32,
+    pub ready: u32,
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub samples: Vec<Sample>,
+    pub level_changes: u64,
+    pub flaps_suppressed: u64,
+}
+
+/// The store as mdp hears it.
+struct Store {
+    mode: StoreEvents,
+    capacity: u64,
+    low: f64,
+    high: f64,
+    /// The store's own level (levels mode), or None before its first event.
+    announced: Option<Level>,
+    next_poll: Duration,
+    poll_interval: Duration,
+}
+
+impl Store {
+    /// The event the store (or mdp's poll) produces at `now`, if any.
+    fn event(&mut self, now: Duration, depth: u64, phase: &Phase) -> Option<Observation> {
+        let level = match self.mode {
+            StoreEvents::Depth => {
+                if now < self.next_poll {
+                    return None;
+                }
+                self.next_poll = now + self.poll_interval;
+                phase.level
+            }
+            StoreEvents::Levels => {
+                let own = phase.level.unwrap_or_else(|| {
+                    store_level(
+                        self.announced.unwrap_or(Level::Ok),
+                        depth as f64,
+                        self.low,
+                        self.high,
+                    )
+                });
+                if self.announced == Some(own) {
+                    return None;
+                }
+                self.announced = Some(own);
+                Some(own)
+            }
+        };
+        Some(Observation {
+            coordinator_id: STORE_ID.to_owned(),
+            queue_size: depth,
+            capacity: self.capacity,
+            level,
+            ts: now.as_secs_f64(),
+            source: match self.mode {
+                StoreEvents::Depth => Source::Pull,
+                StoreEvents::Levels => Source::Push,
+            },
+            reason: None,
+        })
+    }
+}
+
+/// The real store's watermark semantics: SOFT once past `low`, HARD at `high`,
+/// OK only back at or below `low` (HARD does not step down to SOFT).
+pub fn store_level(previous: Level, depth: f64, low: f64, high: f64) -> Level {
+    match previous {
+        _ if depth >= high => Level::Hard,
+        Level::Ok if depth > low => Level::Soft,
+        Level::Soft | Level::Hard if depth <= low => Level::Ok,
+        current => current,
+    }
+}
+
+/// Deterministic noise in [-1, 1] for step `index` (splitmix64).
+fn noise(seed: u64, index: u64) -> f64 {
+    let mut z = seed
+        .wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+}
+
+/// Runs `scenario` second by second (in `settings.step`s) and samples every whole second.
+pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, ConfigError> {
+    let step_nanos = u64::try_from(settings.step.as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let steps_per_second = (1_000_000_000 / step_nanos).max(1);
+    let total_seconds = scenario.duration().as_secs();
+    let capacity = settings.capacity;
+    let marks = settings.control.watermarks;
+    let mut store = Store {
+        mode: settings.store_events,
+        capacity,
+        low: marks.soft_at * capacity as f64,
+        high: marks.hard_at * capacity as f64,
+        announced: None,
+        next_poll: Duration::ZERO,
+        poll_interval: settings.poll_interval,
+    };
+    let mut controller = Controller::new(settings.control.clone());
+    let mut cluster = Cluster::new(
+        &settings.autoscale,
+        settings.initial_replicas,
+        settings.startup_delay,
+    )?;
+    // Prometheus' last scrape of mdp: (depth gauge, backpressure gauge). The run
+    // starts in steady state, as if a scrape had just seen time zero.
+    let mut scraped: Option<(f64, Level)> = None;
+    let mut next_scrape = settings.scrape_offset;
+    let mut samples = Vec::with_capacity(usize::try_from(total_seconds).unwrap_or(0));
+    let mut level_changes = 0;
+    let mut last_tick = Duration::ZERO;
+    let mut phase_index = 0;
+    let mut phase_start = Duration::ZERO;
+    for index in 0..total_seconds * steps_per_second {
+        let now = Duration::from_nanos(index * step_nanos);
+        while now >= phase_start + scenario.phases[phase_index].duration
+            && phase_index + 1 < scenario.phases.len()
+        {
+            phase_start += scenario.phases[phase_index].duration;
+            phase_index += 1;
+        }
+        let phase = &scenario.phases[phase_index];
+        let fraction = (now - phase_start).as_secs_f64() / phase.duration.as_secs_f64();
+        let noisy = phase.depth.at(fraction) + phase.jitter * noise(settings.seed, index);
+        let depth = noisy.clamp(0.0, capacity as f64).round() as u64;
+
+        run_deadlines(&mut controller, last_tick, now);
+        last_tick = now;
+        if let Some(event) = store.event(now, depth, phase) {
+            controller.observe(event, now);
+        }
+        level_changes += controller
+            .drain_events()
+            .iter()
+            .filter(|e| matches!(e, ControlEvent::LevelChanged { .. }))
+            .count() as u64;
+
+        if now >= next_scrape || scraped.is_none() {
+            scraped = Some((controller.queue_depth().0 as f64, controller.level()));
+            if now >= next_scrape {
+                next_scrape += settings.scrape_interval;
+            }
+        }
+        let (metric_depth, metric_level) = scraped.unwrap_or((0.0, Level::Ok));
+        let (desired, ready) = if now >= settings.hpa_offset {
+            let responses = match phase.prometheus {
+                MetricsPath::Up => cluster.responses_for(metric_depth, metric_level),
+                MetricsPath::Empty => vec![PromResponse::Empty; settings.autoscale.triggers.len()],
+                MetricsPath::Down => {
+                    vec![PromResponse::Unreachable; settings.autoscale.triggers.len()]
+                }
+            };
+            let tick = cluster.step(now, &responses);
+            (tick.replicas, tick.ready)
+        } else {
+            (cluster.replicas(), cluster.pods().ready(now))
+        };
+        if index % steps_per_second == 0 {
+            samples.push(Sample {
+                t: now.as_secs(),
+                phase: phase_index,
+                depth,
+                metric_depth: metric_depth as u64,
+                level: controller.level(),
+                scale: controller.scale(now),
+                desired,
+                ready,
+            });
+        }
+    }
+    Ok(Run {
+        samples,
+        level_changes,
+        flaps_suppressed: controller.flaps_suppressed(),
+    })
+}
+
+/// Fires the controller's own deadlines (relax hold, ramp, TTLs) in `(since, until]`,
+/// as the service's control loop does between events.
+fn run_deadlines(controller: &mut Controller, since: Duration, until: Duration) {
+    let mut at = since;
+    // The ramp asks every 100 ms; the bound only guards against a deadline that
+    // never moves forward.
+    for _ in 0..100_000 {
+        match controller.next_deadline(at) {
+            Some(deadline) if deadline <= until && deadline > at => {
+                controller.tick(deadline);
+                at = deadline;
+            }
+            _ => break,
+        }
+    }
+    controller.tick(until);
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::simulate::scenario::{BuiltinScenario, DepthProfile};
+
+    pub(crate) fn settings() -> Settings {
+        Settings {
+            capacity: 10_000,
+            control: ControlConfig::default(),
+            autoscale: AutoscaleConfig::default(),
+            store_events: StoreEvents::Depth,
+            poll_interval: Duration::from_secs(5),
+            scrape_interval: Duration::from_secs(15),
+            scrape_offset: Duration::from_secs(7),
+            hpa_offset: Duration::ZERO,
+            startup_delay: Duration::from_secs(10),
+            initial_replicas: 1,
+            step: Duration::from_secs(1),
+            seed: 1,
+        }
+    }
+
+    fn one_phase(depth: DepthProfile, seconds: u64, jitter: f64) -> Scenario {
+        Scenario {
+            name: "t".to_owned(),
+            phases: vec![Phase {
+                name: "p".to_owned(),
+                duration: Duration::from_secs(seconds),
+                depth,
+                level: None,
+                jitter,
+                prometheus: MetricsPath::Up,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_store_speaks_with_its_own_watermarks() {
+        let walk = [
+            (5000.0, Level::Ok),
+            (5001.0, Level::Soft),
+            (8999.0, Level::Soft),
+            (9000.0, Level::Hard),
+            (6000.0, Level::Hard),
+            (5000.0, Level::Ok),
+        ];
+        let mut level = Level::Ok;
+        for (depth, want) in walk {
+            level = store_level(level, depth, 5000.0, 9000.0);
+            assert_eq!(level, want, "at {depth}");
+        }
+    }
+
+    #[test]
+    fn samples_once_per_second_at_any_step() {
+        let scenario = Scenario::builtin(BuiltinScenario::Seed);
+        for step in [Duration::from_secs(1), Duration::from_millis(250)] {
+            let run = simulate(&scenario, &Settings { step, ..settings() }).expect("valid");
+            assert_eq!(run.samples.len(), 480);
+            assert!(run.samples.iter().enumerate().all(|(i, s)| s.t == i as u64));
+            assert_eq!(run.samples[479].phase, 3);
+        }
+    }
+
+    #[test]
+    fn prometheus_lags_the_store_by_up_to_a_scrape() {
+        let scenario = one_phase(
+            DepthProfile::Ramp {
+                from: 0.0,
+                to: 6000.0,
+            },
+            60,
+            0.0,
+        );
+        let run = simulate(&scenario, &settings()).expect("valid");
+        // Polled at 20 s (depth 2000), scraped at 22 s, held until 37 s.
+        assert_eq!(run.samples[30].metric_depth, 2000);
+        assert_eq!(run.samples[36].metric_depth, 2000);
+        assert_eq!(run.samples[37].metric_depth, 3500);
+    }
+
+    #[test]
+    fn the_relax_hold_absorbs_a_flapping_store() {
+        // Around the store's low watermark, every second a different side.
+        let scenario = one_phase(DepthProfile::Constant(5000.0), 120, 400.0);
+        let levels = Settings {
+            store_events: StoreEvents::Levels,
+            ..settings()
+        };
+        let run = simulate(&scenario, &levels).expect("valid");
+        assert!(run.flaps_suppressed > 10, "{}", run.flaps_suppressed);
+        assert!(run.level_changes < run.flaps_suppressed);
+    }
+
+    #[test]
+    fn a_dark_prometheus_reaches_the_fallback() {
+        let mut scenario = one_phase(DepthProfile::Constant(500.0), 120, 0.0);
+        scenario.phases[0].prometheus = MetricsPath::Down;
+        let run = simulate(&scenario, &settings()).expect("valid");
+        // The fourth failed HPA sync (45 s) serves fallback.replicas = 6, which the
+        // scale-up policy (at most 4 pods per 15 s) reaches one sync later.
+        assert_eq!(run.samples[44].desired, 1);
+        assert_eq!(run.samples[45].desired, 5);
+        assert_eq!(run.samples[60].desired, 6);
+        assert_eq!(
+            run.samples[119].desired, 6,
+            "held while Prometheus stays dark"
+        );
+    }
+
+    #[test]
+    fn noise_is_uniform_enough_and_deterministic() {
+        let values: Vec<f64> = (0..10_000).map(|i| noise(7, i)).collect();
+        assert!(values.iter().all(|v| (-1.0..1.0).contains(v)));
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        assert!(mean.abs() < 0.05, "{mean}");
+        assert_eq!(noise(7, 3), noise(7, 3));
+    }
+}

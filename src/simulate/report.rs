@@ -1,0 +1,366 @@
+//! What a run means: per-phase figures, scale-up and scale-down times, and the
+//! verdict against SPEC section 8's replica matrix.
+
+use super::model::{Run, Sample, Settings, StoreEvents};
+use super::scenario::Scenario;
+use crate::level::Level;
+use serde::Serialize;
+
+/// Pods that must be ready for the scale-up to count (SPEC 8: moderate load, 1 -> 3).
+pub const SCALE_UP_PODS: u32 = 3;
+/// SPEC 8's bounds on the scale-up and scale-down times, in seconds.
+pub const SPEC_SCALE_UP: (u64, u64) = (15, 45);
+pub const SPEC_SCALE_DOWN: (u64, u64) = (60, 90);
+
+/// One phase of the run, as the JSON output and the table show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseSummary {
+    pub name: String,
+    pub start_seconds: u64,
+    pub end_seconds: u64,
+    /// The store's depth at the phase's last second.
+    pub queue_depth: u64,
+    /// The level (after the relax hold) at the phase's last second.
+    pub level: Level,
+    pub scale: f64,
+    pub replicas_max: u32,
+    pub replicas_end: u32,
+    pub ready_end: u32,
+}
+
+/// One comparison with SPEC 8.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub what: String,
+    pub got: String,
+    pub want: String,
+    pub ok: bool,
+}
+
+/// All comparisons with SPEC 8 the scenario's phase names allow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub matches: bool,
+    pub checks: Vec<Check>,
+}
+
+/// The run's settings, as the output echoes them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SettingsView {
+    pub store_capacity: u64,
+    pub store_events: StoreEvents,
+    pub poll_interval_seconds: f64,
+    pub relax_after_seconds: f64,
+    pub scrape_interval_seconds: f64,
+    pub scrape_offset_seconds: f64,
+    pub hpa_offset_seconds: f64,
+    pub startup_delay_seconds: f64,
+    pub scale_down_window_seconds: f64,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub step_seconds: f64,
+}
+
+impl SettingsView {
+    pub fn new(settings: &Settings) -> Self {
+        SettingsView {
+            store_capacity: settings.capacity,
+            store_events: settings.store_events,
+            poll_interval_seconds: settings.poll_interval.as_secs_f64(),
+            relax_after_seconds: settings.control.relax_after.as_secs_f64(),
+            scrape_interval_seconds: settings.scrape_interval.as_secs_f64(),
+            scrape_offset_seconds: settings.scrape_offset.as_secs_f64(),
+            hpa_offset_seconds: settings.hpa_offset.as_secs_f64(),
+            startup_delay_seconds: settings.startup_delay.as_secs_f64(),
+            scale_down_window_seconds: settings
+                .autoscale
+                .behavior
+                .scale_down
+                .stabilization_window
+                .as_secs_f64(),
+            min_replicas: settings.autoscale.min_replicas,
+            max_replicas: settings.autoscale.max_replicas,
+            step_seconds: settings.step.as_secs_f64(),
+        }
+    }
+}
+
+/// The smallest and largest of a figure over the scrape/HPA alignments tried.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Range {
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+    /// Alignments where the figure never happened.
+    pub missing: u32,
+}
+
+/// `--sweep`: the same scenario under every scrape offset and HPA sync offset.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sweep {
+    pub runs: u32,
+    pub scale_up_seconds: Range,
+    pub scale_down_seconds: Range,
+    /// Runs whose every SPEC 8 check passed.
+    pub spec_matches: u32,
+}
+
+/// The whole result of `mdp simulate`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub duration_seconds: u64,
+    pub phases: Vec<PhaseSummary>,
+    /// From the start of the moderate phase until 3 or more pods are ready.
+    pub scale_up_seconds: Option<u64>,
+    /// From the depth falling below the drained mark until one pod remains.
+    pub scale_down_seconds: Option<u64>,
+    /// Where the two clocks started (seconds into the run).
+    pub scale_up_from: Option<u64>,
+    pub scale_down_from: Option<u64>,
+    pub level_changes: u64,
+    pub flaps_suppressed: u64,
+    /// None when no phase carries a SPEC 8 name.
+    pub spec: Option<Verdict>,
+    pub settings: SettingsView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Sweep>,
+}
+
+/// SPEC 8's row for a phase name: level, and the replica range.
+pub fn spec_row(name: &str) -> Option<(Level, u32, u32)> {
+    match name {
+        "idle" | "normal" => Some((Level::Ok, 1, 1)),
+        "moderate" => Some((Level::Soft, 3, 5)),
+        "high" => Some((Level::Soft, 6, 8)),
+        "overload" => Some((Level::Hard, 8, 10)),
+        "recovery" => Some((Level::Ok, 1, 1)),
+        _ => None,
+    }
+}
+
+/// Queue depths that anchor the timings: scale-up from `rising`, scale-down from
+/// the first second below `drained`.
+#[derive(Debug, Clone, Copy)]
+pub struct Marks {
+    pub rising: u64,
+    pub drained: u64,
+    /// The pod count that means "scaled down".
+    pub floor_pods: u32,
+}
+
+impl Marks {
+    pub fn new(settings: &Settings) -> Self {
+        let capacity = settings.capacity as f64;
+        let marks = settings.control.watermarks;
+        Marks {
+            rising: (marks.soft_at * capacity).ceil() as u64,
+            drained: (marks.soft_release * capacity).ceil() as u64,
+            floor_pods: settings.autoscale.hpa_min_replicas(),
+        }
+    }
+}
+
+pub fn summarize(scenario: &Scenario, run: &Run, settings: &Settings) -> Summary {
+    let marks = Marks::new(settings);
+    let phases = phase_summaries(scenario, &run.samples);
+    let up = scale_up_anchor(scenario, &run.samples, marks);
+    let down = scale_down_anchor(scenario, &run.samples, marks);
+    let scale_up_seconds =
+        up.and_then(|from| until(&run.samples, from, |s| s.ready >= SCALE_UP_PODS));
+    let scale_down_seconds =
+        down.and_then(|from| until(&run.samples, from, |s| s.desired <= marks.floor_pods));
+    let spec = verdict(&phases, scale_up_seconds, scale_down_seconds);
+    Summary {
+        scenario: scenario.name.clone(),
+        duration_seconds: run.samples.len() as u64,
+        phases,
+        scale_up_seconds,
+        scale_down_seconds,
+        scale_up_from: up,
+        scale_down_from: down,
+        level_changes: run.level_changes,
+        flaps_suppressed: run.flaps_suppressed,
+        spec,
+        settings: SettingsView::new(settings),
+        sweep: None,
+    }
+}
+
+fn phase_summaries(scenario: &Scenario, samples: &[Sample]) -> Vec<PhaseSummary> {
+    // Samples come in phase order: one pass, one chunk per phase.
+    samples
+        .chunk_by(|a, b| a.phase == b.phase)
+        .filter_map(|inside| {
+            let (first, last) = (inside.first()?, inside.last()?);
+            let phase = scenario.phases.get(first.phase)?;
+            // Phases last whole seconds, so a phase's first sample is its start.
+            let start_seconds = first.t;
+            Some(PhaseSummary {
+                name: phase.name.clone(),
+                start_seconds,
+                end_seconds: start_seconds + phase.duration.as_secs(),
+                queue_depth: last.depth,
+                level: last.level,
+                scale: last.scale,
+                replicas_max: inside.iter().map(|s| s.desired).max().unwrap_or(0),
+                replicas_end: last.desired,
+                ready_end: last.ready,
+            })
+        })
+        .collect()
+}
+
+/// Seconds from `from` until the first sample that is `done`.
+fn until(samples: &[Sample], from: u64, done: impl Fn(&Sample) -> bool) -> Option<u64> {
+    let at = samples.iter().find(|s| s.t >= from && done(s))?;
+    Some(at.t - from)
+}
+
+/// The scale-up clock starts with the moderate phase (or at the first second at
+/// the soft watermark).
+fn scale_up_anchor(scenario: &Scenario, samples: &[Sample], marks: Marks) -> Option<u64> {
+    match scenario.phases.iter().position(|p| p.name == "moderate") {
+        Some(index) => Some(samples.iter().find(|s| s.phase == index)?.t),
+        None => Some(samples.iter().find(|s| s.depth >= marks.rising)?.t),
+    }
+}
+
+/// The scale-down clock starts at the first second below the drained mark in the
+/// recovery phase (or at the last fall below it).
+fn scale_down_anchor(scenario: &Scenario, samples: &[Sample], marks: Marks) -> Option<u64> {
+    let recovery = scenario.phases.iter().position(|p| p.name == "recovery");
+    let anchor = match recovery {
+        Some(index) => {
+            samples
+                .iter()
+                .find(|s| s.phase == index && s.depth < marks.drained)?
+                .t
+        }
+        None => {
+            samples
+                .windows(2)
+                .rev()
+                .find(|w| w[0].depth >= marks.drained && w[1].depth < marks.drained)?[1]
+                .t
+        }
+    };
+    Some(anchor)
+}
+
+fn check(what: String, got: String, want: String, ok: bool) -> Check {
+    Check {
+        what,
+        got,
+        want,
+        ok,
+    }
+}
+
+fn timing(what: &str, got: Option<u64>, (low, high): (u64, u64)) -> Check {
+    check(
+        what.to_owned(),
+        got.map_or_else(|| "never".to_owned(), |s| format!("{s} s")),
+        format!("{low}-{high} s"),
+        got.is_some_and(|s| (low..=high).contains(&s)),
+    )
+}
+
+/// Compares every phase with a SPEC 8 name, and the timings its phases allow.
+fn verdict(phases: &[PhaseSummary], up: Option<u64>, down: Option<u64>) -> Option<Verdict> {
+    let mut checks = Vec::new();
+    for phase in phases {
+        let Some((level, low, high)) = spec_row(&phase.name) else {
+            continue;
+        };
+        let range = if low == high {
+            format!("{low}")
+        } else {
+            format!("{low}-{high}")
+        };
+        let name = &phase.name;
+        checks.push(check(
+            format!("{name} level"),
+            phase.level.to_string(),
+            level.to_string(),
+            phase.level == level,
+        ));
+        checks.push(check(
+            format!("{name} pods at end"),
+            phase.replicas_end.to_string(),
+            range.clone(),
+            (low..=high).contains(&phase.replicas_end),
+        ));
+        // Recovery starts with the overload's pods; elsewhere none may overshoot.
+        if name != "recovery" {
+            checks.push(check(
+                format!("{name} pods at most"),
+                phase.replicas_max.to_string(),
+                format!("<= {high}"),
+                phase.replicas_max <= high,
+            ));
+        }
+    }
+    if phases.iter().any(|p| p.name == "moderate") {
+        checks.push(timing("scale-up", up, SPEC_SCALE_UP));
+    }
+    if phases.iter().any(|p| p.name == "recovery") {
+        checks.push(timing("scale-down", down, SPEC_SCALE_DOWN));
+    }
+    (!checks.is_empty()).then(|| Verdict {
+        matches: checks.iter().all(|c| c.ok),
+        checks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(name: &str, level: Level, max: u32, end: u32) -> PhaseSummary {
+        PhaseSummary {
+            name: name.to_owned(),
+            start_seconds: 0,
+            end_seconds: 1,
+            queue_depth: 0,
+            level,
+            scale: 1.0,
+            replicas_max: max,
+            replicas_end: end,
+            ready_end: end,
+        }
+    }
+
+    #[test]
+    fn verdict_names_each_miss() {
+        let phases = [
+            phase("idle", Level::Ok, 1, 1),
+            phase("moderate", Level::Soft, 6, 6),
+            phase("recovery", Level::Ok, 10, 1),
+            phase("custom", Level::Hard, 9, 9),
+        ];
+        let result = verdict(&phases, Some(20), Some(55)).expect("spec phases");
+        assert!(!result.matches);
+        let misses: Vec<_> = result
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.what.as_str())
+            .collect();
+        assert_eq!(
+            misses,
+            [
+                "moderate pods at end",
+                "moderate pods at most",
+                "scale-down"
+            ]
+        );
+        assert_eq!(result.checks.len(), 10);
+        assert!(verdict(&[phase("custom", Level::Ok, 1, 1)], None, None).is_none());
+    }
+
+    #[test]
+    fn never_is_a_miss() {
+        let check = timing("scale-up", None, SPEC_SCALE_UP);
+        assert_eq!((check.got.as_str(), check.ok), ("never", false));
+    }
+}

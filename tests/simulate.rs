@@ -1,0 +1,246 @@
+//! `mdp simulate` through the real binary: the JSON shape, CSV and table output,
+//! the SVG plot, scenario files and their refusal.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn mdp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mdp"))
+        .arg("simulate")
+        .args(args)
+        .env_remove("MDP_LOG")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(args: &[&str]) -> String {
+    let out = mdp(args);
+    assert!(
+        out.status.success(),
+        "mdp simulate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn json(args: &[&str]) -> Value {
+    serde_json::from_str(&stdout(args)).expect("one JSON object")
+}
+
+/// A file in a fresh directory of the test's own.
+fn scratch(test: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mdp-sim-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+#[test]
+fn matrix_json_has_the_promised_shape() {
+    let value = json(&["--scenario", "matrix", "--format", "json"]);
+    let phases = value["phases"].as_array().expect("phases list");
+    let names: Vec<_> = phases.iter().map(|p| p["name"].as_str()).collect();
+    let expected = ["idle", "moderate", "high", "overload", "recovery"];
+    assert_eq!(names, expected.map(Some));
+    for phase in phases {
+        assert!(phase["queue_depth"].is_u64(), "{phase}");
+        assert!(["ok", "soft", "hard"].contains(&phase["level"].as_str().unwrap_or("")));
+        let scale = phase["scale"].as_f64().expect("scale is a number");
+        assert!((0.0..=1.0).contains(&scale));
+        let max = phase["replicas_max"].as_u64().expect("replicas_max");
+        let end = phase["replicas_end"].as_u64().expect("replicas_end");
+        assert!(end <= max && max <= 10, "{phase}");
+    }
+    let levels: Vec<_> = phases.iter().map(|p| p["level"].as_str()).collect();
+    assert_eq!(levels, ["ok", "soft", "soft", "hard", "ok"].map(Some));
+    let up = value["scale_up_seconds"]
+        .as_u64()
+        .expect("scale_up_seconds");
+    let down = value["scale_down_seconds"]
+        .as_u64()
+        .expect("scale_down_seconds");
+    assert!(
+        (15..=45).contains(&up) && (60..=90).contains(&down),
+        "{up} {down}"
+    );
+    assert_eq!(value["spec"]["matches"], true);
+}
+
+#[test]
+fn options_also_come_from_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mdp"))
+        .args(["simulate"])
+        .env("MDP_SIM_FORMAT", "json")
+        .env("MDP_SIM_SCENARIO", "seed")
+        .env("MDP_SIM_STARTUP_DELAY", "20s")
+        .output()
+        .expect("runs");
+    let value: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(value["scenario"], "seed");
+    assert_eq!(value["settings"]["startup_delay_seconds"], 20.0);
+}
+
+#[test]
+fn csv_has_one_row_per_simulated_second() {
+    let text = stdout(&["--format", "csv"]);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("t,phase,depth,level,scale,desired,ready,prometheus_depth")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 600);
+    for (second, row) in rows.iter().enumerate() {
+        assert_eq!(row.len(), 8, "{row:?}");
+        assert_eq!(row[0], second.to_string());
+        let ready: u32 = row[6].parse().expect("ready count");
+        let desired: u32 = row[5].parse().expect("desired count");
+        assert!(ready <= desired && (1..=10).contains(&desired), "{row:?}");
+    }
+    assert_eq!(rows[30][1..4], ["idle", "500", "ok"]);
+    assert_eq!(rows[400][1..5], ["overload", "9500", "hard", "0.000"]);
+    assert_eq!(rows[599][5..7], ["1", "1"]);
+}
+
+#[test]
+fn table_is_aligned_and_ends_with_the_verdict() {
+    let text = stdout(&[]);
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("phase "))
+        .expect("a header row");
+    let rows = &lines[header + 1..header + 6];
+    // Right-aligned number columns end at the header's column ends.
+    let depth_end = lines[header].find("depth").expect("depth column") + "depth".len();
+    for row in rows {
+        let before = row[..depth_end].trim_end();
+        assert!(before.ends_with(char::is_numeric), "{row}");
+        assert!(row.ends_with("ok"), "{row}");
+    }
+    assert!(text.contains("scale-up       25 s"), "{text}");
+    let verdict = lines.last().expect("output");
+    assert!(
+        verdict.starts_with("verdict: matches SPEC section 8"),
+        "{verdict}"
+    );
+}
+
+#[test]
+fn plot_writes_a_well_formed_svg() {
+    let path = scratch("plot", "matrix.svg");
+    let shown = path.to_str().expect("utf-8 temp path");
+    stdout(&["--plot", shown, "--format", "json"]);
+    let svg = std::fs::read_to_string(&path).expect("plot written");
+    assert!(svg.starts_with("<svg") && svg.contains("xmlns=\"http://www.w3.org/2000/svg\""));
+    assert_balanced(&svg);
+    for text in [
+        "queue depth (messages)",
+        "rate scale",
+        "pods",
+        "SOFT at 5000",
+        "scale-up 25 s",
+    ] {
+        assert!(svg.contains(text), "missing {text:?}");
+    }
+    let unwritable = mdp(&["--plot", "/nonexistent-dir/x.svg"]);
+    assert_eq!(unwritable.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&unwritable.stderr);
+    assert!(
+        error.starts_with("mdp: cannot write --plot /nonexistent-dir/x.svg"),
+        "{error}"
+    );
+}
+
+/// Every element opened is closed, in order (enough to catch a truncated or
+/// interleaved document; the SVG backend emits no comments or CDATA).
+fn assert_balanced(svg: &str) {
+    let mut open: Vec<&str> = Vec::new();
+    let mut rest = svg;
+    while let Some(start) = rest.find('<') {
+        let end = rest[start..].find('>').expect("tag closes") + start;
+        let tag = &rest[start + 1..end];
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(open.pop(), Some(name.trim()), "unbalanced </{name}>");
+        } else if !tag.ends_with('/') && !tag.starts_with('?') && !tag.starts_with('!') {
+            open.push(tag.split_whitespace().next().unwrap_or(""));
+        }
+        rest = &rest[end + 1..];
+    }
+    assert!(open.is_empty(), "unclosed {open:?}");
+}
+
+#[test]
+fn a_scenario_file_round_trips_the_matrix() {
+    let path = scratch("roundtrip", "matrix.json");
+    let file = r#"[
+        {"name": "idle", "duration": "1m", "depth": 500},
+        {"name": "moderate", "duration": 120, "depth": 6000},
+        {"name": "high", "duration": "2m", "depth": 8500},
+        {"name": "overload", "duration": "2m", "depth": 9500},
+        {"name": "recovery", "duration": "3m", "depth": 800}
+    ]"#;
+    std::fs::write(&path, file).expect("scenario written");
+    let shown = path.to_str().expect("utf-8 temp path");
+    let mut from_file = json(&["--scenario-file", shown, "--format", "json"]);
+    let builtin = json(&["--scenario", "matrix", "--format", "json"]);
+    assert_eq!(
+        from_file["scenario"], "matrix",
+        "named after the file's stem"
+    );
+    from_file["scenario"] = builtin["scenario"].clone();
+    assert_eq!(from_file, builtin);
+}
+
+#[test]
+fn a_scenario_file_with_ramps_levels_and_an_outage_runs() {
+    let path = scratch("custom", "storm.json");
+    let file = r#"{"phases": [
+        {"name": "warm", "duration": 30, "depth": 100},
+        {"name": "surge", "duration": "2m", "depth": [100, 9800], "jitter": 100},
+        {"name": "dark", "duration": "2m", "depth": 9800, "level": "hard", "prometheus": "down"},
+        {"name": "drain", "duration": "3m", "depth": [9800, 200]},
+        {"name": "calm", "duration": "2m", "depth": 200}
+    ]}"#;
+    std::fs::write(&path, file).expect("scenario written");
+    let shown = path.to_str().expect("utf-8 temp path");
+    let value = json(&["--scenario-file", shown, "--format", "json"]);
+    assert_eq!(value["duration_seconds"], 570);
+    assert_eq!(value["phases"][2]["level"], "hard");
+    assert!(value["spec"].is_null(), "no SPEC names, no verdict");
+    // Prometheus is dark, the fallback keeps the pods (currentReplicasIfHigher).
+    assert!(value["phases"][2]["replicas_end"].as_u64() >= Some(6));
+    // The drain passes 2000 at 146 s of 180: the 60 s window still holds pods.
+    assert!(value["phases"][3]["replicas_end"].as_u64() > Some(1));
+    assert_eq!(value["phases"][4]["replicas_end"], 1);
+    // No phase named recovery: the scale-down clock starts at the fall below 2000.
+    assert_eq!(value["scale_down_from"], 30 + 120 + 120 + 147);
+    let table = stdout(&["--scenario-file", shown]);
+    assert!(
+        table.contains("verdict: no phase to compare with SPEC 8"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_bad_scenario_file_is_refused_with_one_clear_line() {
+    let path = scratch("bad", "bad.json");
+    std::fs::write(
+        &path,
+        r#"[{"name": "a", "duration": "1m", "depth": 500},
+            {"name": "b", "duration": "1m", "depth": 12000}]"#,
+    )
+    .expect("scenario written");
+    let shown = path.to_str().expect("utf-8 temp path");
+    let out = mdp(&["--scenario-file", shown]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let error = String::from_utf8(out.stderr).expect("utf-8");
+    assert_eq!(error.lines().count(), 1, "{error}");
+    assert_eq!(
+        error.trim_end(),
+        format!(
+            "mdp: invalid --scenario-file {shown}: phase 2 (\"b\"): depth 12000 must be within 0..=10000 (--store-capacity)"
+        )
+    );
+}
