@@ -586,6 +586,7 @@ fn core_manifests_pass_kubernetes_validate_strict() {
         kubernetes::DEPLOYMENT,
         kubernetes::SERVICE,
         kubernetes::PEERS_SERVICE,
+        kubernetes::NETWORK_POLICY,
         kubernetes::AUTOSCALE_CONFIG_MAP,
     ];
     let (ok, log) = run(std::process::Command::new(&validator)

@@ -16,6 +16,9 @@ pub const SERVICE: &str = "deploy/keda/service-pipeline.yaml";
 pub const PEERS_SERVICE: &str = "deploy/keda/service-peers.yaml";
 pub const AUTOSCALE_CONFIG_MAP: &str = "deploy/keda/configmap-autoscale.yaml";
 pub const KUSTOMIZATION: &str = "deploy/kustomization.yaml";
+pub const NETWORK_POLICY: &str = "deploy/keda/networkpolicy-pipeline.yaml";
+/// Namespace whose Prometheus scrapes the pods.
+const MONITORING_NAMESPACE: &str = "monitoring";
 
 /// Where the pod finds the autoscaling configuration (a ConfigMap volume).
 pub const AUTOSCALE_MOUNT: &str = "/etc/mdp";
@@ -42,6 +45,7 @@ pub fn files(
         (PEERS_SERVICE, service(options, config, true)),
         (SCALED_OBJECT, scaled_object(options, &config.autoscale)),
         (SERVICE_MONITOR, service_monitor(options)),
+        (NETWORK_POLICY, network_policy(options)),
     ];
     let mut resources: Vec<&str> = manifests.iter().map(|(path, _)| *path).collect();
     resources.extend_from_slice(alert_files);
@@ -447,6 +451,33 @@ fn service_monitor(options: &ExportOptions) -> Doc {
                 "path": "/metrics",
                 "interval": "15s",
                 "scrapeTimeout": "10s",
+            }],
+        },
+    }
+}
+
+/// Who may reach the pods at all. The store's broadcaster cannot send a bearer
+/// token, so instead of `--auth-token` the port is closed to everything but
+/// the pods of this namespace (the store, the ingestion workers taking rate
+/// tokens) and Prometheus in the monitoring namespace.
+fn network_policy(options: &ExportOptions) -> Doc {
+    obj! {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(options, &options.name, &options.name),
+        "spec": obj! {
+            "podSelector": obj! { "matchLabels": labels(&options.name) },
+            "policyTypes": list!["Ingress"],
+            "ingress": list![obj! {
+                "from": list![
+                    obj! { "podSelector": obj! {} },
+                    obj! {
+                        "namespaceSelector": obj! {
+                            "matchLabels": obj! { "kubernetes.io/metadata.name": MONITORING_NAMESPACE },
+                        },
+                    },
+                ],
+                "ports": list![obj! { "protocol": "TCP", "port": PORT_NAME }],
             }],
         },
     }
