@@ -64,13 +64,17 @@ fn is_json(content_type: Option<&str>) -> bool {
     let Some(value) = content_type else {
         return true;
     };
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    essence.eq_ignore_ascii_case("application/json")
-        || (essence.len() > 5
-            && essence[..essence.len() - 5]
-                .to_ascii_lowercase()
-                .starts_with("application/")
-            && essence.to_ascii_lowercase().ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    // application/json, or a structured syntax suffix such as application/cloudevents+json.
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.len() > 5 && subtype.ends_with("+json"))
 }
 
 async fn read_body<S, B>(
@@ -271,4 +275,31 @@ pub fn history(ctx: Ctx) -> Response {
         &json!({"resolution_seconds": 1, "samples": ctx.engine.history()}),
         StatusCode::OK,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn recognises_json_media_types() {
+        for accepted in [
+            None,
+            Some("application/json"),
+            Some("Application/JSON; charset=utf-8"),
+            Some("application/cloudevents+json"),
+        ] {
+            assert!(is_json(accepted), "{accepted:?}");
+        }
+        for refused in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("application/+json"),
+            Some("json"),
+            Some("application/jsonp"),
+            Some("é+json"),
+        ] {
+            assert!(!is_json(refused), "{refused:?}");
+        }
+    }
 }
