@@ -64,6 +64,46 @@ fn matrix_json_has_the_promised_shape() {
         "{up} {down}"
     );
     assert_eq!(value["spec"]["matches"], true);
+    // Issue 6: the pods' grants summed per provider, against its budget.
+    let grants = &value["grants"][0];
+    assert_eq!(grants["provider"], "ibkr");
+    assert_eq!(grants["budget_per_s"], 60.0);
+    assert_eq!(grants["exceeded"], false);
+    let worst = grants["worst_overshoot_tokens"].as_f64().expect("a number");
+    assert!(worst <= 0.0, "{grants}");
+    assert!(grants["worst_overshoot_percent"].is_f64());
+    assert!(grants["at_seconds"].as_u64() < Some(600));
+    let windows = grants["windows"].as_array().expect("windows");
+    let lengths: Vec<_> = windows
+        .iter()
+        .map(|w| w["window_seconds"].as_u64())
+        .collect();
+    assert_eq!(lengths, [Some(1), Some(10), Some(60)]);
+    assert_eq!(value["settings"]["share_rule"], "conservative");
+    assert_eq!(value["settings"]["drain_delay_seconds"], 5.0);
+}
+
+#[test]
+fn an_unsafe_share_rule_shows_its_overshoot_in_every_format() {
+    let value = json(&["--share-rule", "naive", "--format", "json"]);
+    let grants = &value["grants"][0];
+    assert_eq!(grants["exceeded"], true);
+    assert!(
+        grants["worst_overshoot_tokens"].as_f64() >= Some(100.0),
+        "{grants}"
+    );
+    assert_eq!(grants["phase"], "moderate");
+    let table = stdout(&["--share-rule", "naive"]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("pods' grants, ibkr"))
+        .expect("a grants line");
+    assert!(
+        line.contains("OVER BUDGET by") && line.ends_with("MISS"),
+        "{line}"
+    );
+    let refused = mdp(&["--share-rule", "naive", "--replicas", "2"]);
+    assert_eq!(refused.status.code(), Some(2), "a fixed share has no rule");
 }
 
 #[test]
@@ -86,12 +126,20 @@ fn csv_has_one_row_per_simulated_second() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("t,phase,depth,level,scale,desired,ready,prometheus_depth")
+        Some(
+            "t,phase,depth,level,scale,desired,ready,prometheus_depth,draining,granted_ibkr,budget_ibkr"
+        )
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 600);
     for (second, row) in rows.iter().enumerate() {
-        assert_eq!(row.len(), 8, "{row:?}");
+        assert_eq!(row.len(), 11, "{row:?}");
+        let granted: f64 = row[9].parse().expect("tokens granted");
+        let budget: f64 = row[10].parse().expect("budget accrued");
+        let scale: f64 = row[4].parse().expect("scale");
+        assert!((budget - 60.0 * scale).abs() < 1e-3, "{row:?}");
+        // A second may also spend the burst (100 x scale) saved before it.
+        assert!(granted <= budget + 100.0 * scale + 1e-3, "{row:?}");
         assert_eq!(row[0], second.to_string());
         let ready: u32 = row[6].parse().expect("ready count");
         let desired: u32 = row[5].parse().expect("desired count");
@@ -119,6 +167,14 @@ fn table_is_aligned_and_ends_with_the_verdict() {
         assert!(row.ends_with("ok"), "{row}");
     }
     assert!(text.contains("scale-up       25 s"), "{text}");
+    let grants = lines
+        .iter()
+        .find(|l| l.starts_with("pods' grants, ibkr"))
+        .expect("a grants line");
+    assert!(
+        grants.contains("never over budget") && grants.ends_with("ok"),
+        "{grants}"
+    );
     let verdict = lines.last().expect("output");
     assert!(
         verdict.starts_with("verdict: matches SPEC section 8"),
@@ -140,6 +196,9 @@ fn plot_writes_a_well_formed_svg() {
         "pods",
         "SOFT at 5000",
         "scale-up 25 s",
+        "ibkr tokens/s",
+        "tokens granted per second, summed over all pods",
+        "never over budget",
     ] {
         assert!(svg.contains(text), "missing {text:?}");
     }

@@ -4,14 +4,20 @@
 //! whose queue follows a scenario, lets a model Prometheus scrape mdp's gauges, and feeds
 //! them to KEDA + the HPA + the pods ([`crate::autoscale::cluster::Cluster`]) configured by
 //! the same flags `mdp export` renders, so what is simulated is what is deployed.
+//! Every pod then grants its share of each provider's budget ([`fleet`]), and the sum
+//! is checked against the budget over sliding windows ([`budget`]).
 
+pub mod budget;
+pub mod fleet;
 mod legend;
 pub mod model;
 pub mod output;
 pub mod plot;
+mod plot_grants;
 pub mod report;
 pub mod scenario;
 
+pub use fleet::{FleetSettings, ShareRule};
 pub use model::{Run, Sample, Settings, StoreEvents};
 pub use output::Format;
 pub use report::Summary;
@@ -99,6 +105,21 @@ pub struct SimulateArgs {
     /// range of the scale-up and scale-down times.
     #[arg(long, env = "MDP_SIM_SWEEP", default_value_t = false)]
     pub sweep: bool,
+    /// How each pod turns the peer answer into its share of every provider's
+    /// budget: mdp's conservative rule, or a naive 1/observed (unsafe, to compare).
+    /// `--replicas N` instead gives every pod a fixed 1/N.
+    #[arg(
+        long,
+        env = "MDP_SIM_SHARE_RULE",
+        value_enum,
+        default_value_t = ShareRule::Conservative,
+        conflicts_with = "replicas"
+    )]
+    pub share_rule: ShareRule,
+    /// What the workers ask of each provider, as a multiple of its base rate,
+    /// spread evenly over the pods that serve.
+    #[arg(long, env = "MDP_SIM_WORKER_DEMAND", default_value_t = 1.5)]
+    pub worker_demand: f64,
 }
 
 /// Why `mdp simulate` refused to run; one line naming the cause.
@@ -117,6 +138,8 @@ pub enum SimulateError {
     Autoscale(#[from] crate::autoscale::ConfigError),
     #[error(transparent)]
     Plot(#[from] plot::PlotError),
+    #[error("invalid --provider: {0}")]
+    Provider(#[from] crate::rate::BucketError),
 }
 
 fn refuse(option: &'static str, message: impl Into<String>) -> SimulateError {
@@ -217,6 +240,35 @@ impl TryFrom<SimulateArgs> for Simulation {
                 ),
             ));
         }
+        let refresh = args.serve.replicas_refresh;
+        if refresh < Duration::from_millis(100) || refresh > Duration::from_secs(3600) {
+            return Err(refuse("replicas-refresh", "must be 100ms to 1h"));
+        }
+        // A removed pod keeps serving (and granting) for the drain delay, as exported.
+        let drain = match config.drain_delay {
+            Duration::ZERO => crate::export::POD_DRAIN_DELAY,
+            drain => drain,
+        };
+        if drain > Duration::from_secs(3600) {
+            return Err(refuse("drain-delay", "must be at most 1h"));
+        }
+        let demand = args.worker_demand;
+        if !(demand.is_finite() && demand > 0.0 && demand <= 1000.0) {
+            return Err(refuse(
+                "worker-demand",
+                format!("must be a multiple of the base rate in (0, 1000], got {demand}"),
+            ));
+        }
+        let pods = FleetSettings {
+            providers: config.providers.clone(),
+            feedback_provider: config.feedback_provider.clone(),
+            refresh,
+            shrink_hold: config.replicas_shrink_hold,
+            drain,
+            demand,
+            rule: args.share_rule,
+            fixed: args.serve.replicas,
+        };
         let settings = Settings {
             capacity,
             control: config.control,
@@ -230,6 +282,7 @@ impl TryFrom<SimulateArgs> for Simulation {
             initial_replicas,
             step,
             seed: args.seed,
+            pods,
         };
         Ok(Simulation {
             scenario,
@@ -252,7 +305,7 @@ impl Simulation {
             summary.sweep = Some(self.sweep()?);
         }
         if let Some(path) = &self.plot {
-            plot::write(path, &run.samples, &summary, &self.settings)?;
+            plot::write(path, &run, &summary, &self.settings)?;
         }
         Ok(Outcome { run, summary, wall })
     }
@@ -294,7 +347,7 @@ impl Simulation {
         match self.format {
             Format::Table => output::table(&outcome.summary, outcome.wall),
             Format::Json => output::json(&outcome.summary),
-            Format::Csv => output::csv(&self.scenario, &outcome.run.samples),
+            Format::Csv => output::csv(&self.scenario, &outcome.run),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The simulated world on virtual time: the store's queue, mdp's [`Controller`],
 //! Prometheus scraping mdp, and KEDA + the HPA + the pods ([`Cluster`]).
 
+use super::SimulateError;
+use super::fleet::{Fleet, FleetSettings, PodGrants};
 use super::scenario::{MetricsPath, Phase, Scenario};
+use crate::autoscale::AutoscaleConfig;
 use crate::autoscale::cluster::Cluster;
 use crate::autoscale::keda::PromResponse;
-use crate::autoscale::{AutoscaleConfig, ConfigError};
 use crate::control::{ControlConfig, ControlEvent, Controller, Observation, Source};
 use crate::level::Level;
 use clap::ValueEnum;
@@ -46,8 +48,10 @@ pub struct Settings {
     pub startup_delay: Duration,
     pub initial_replicas: u32,
     pub step: Duration,
-    /// Seed of the depth jitter.
+    /// Seed of the depth jitter and of the pods' resolution phases.
     pub seed: u64,
+    /// The pods' side: providers, peer tracking, workers' demand.
+    pub pods: FleetSettings,
 }
 
 /// The state at one whole simulated second.
@@ -65,6 +69,8 @@ pub struct Sample {
     /// Pods the Deployment asks for.
     pub desired: u32,
     pub ready: u32,
+    /// Removed pods still granting (draining).
+    pub draining: u32,
 }
 
 /// The outcome of one run.
@@ -73,6 +79,8 @@ pub struct Run {
     pub samples: Vec<Sample>,
     pub level_changes: u64,
     pub flaps_suppressed: u64,
+    /// Every provider's grants, summed over the pods.
+    pub grants: PodGrants,
 }
 
 /// The store as mdp hears it.
@@ -141,7 +149,7 @@ pub fn store_level(previous: Level, depth: f64, low: f64, high: f64) -> Level {
 }
 
 /// Deterministic noise in [-1, 1] for step `index` (splitmix64).
-fn noise(seed: u64, index: u64) -> f64 {
+pub(super) fn noise(seed: u64, index: u64) -> f64 {
     let mut z = seed
         .wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         .wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -152,7 +160,7 @@ fn noise(seed: u64, index: u64) -> f64 {
 }
 
 /// Runs `scenario` second by second (in `settings.step`s) and samples every whole second.
-pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, ConfigError> {
+pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, SimulateError> {
     let step_nanos = u64::try_from(settings.step.as_nanos())
         .unwrap_or(u64::MAX)
         .max(1);
@@ -174,6 +182,12 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, ConfigE
         &settings.autoscale,
         settings.initial_replicas,
         settings.startup_delay,
+    )?;
+    let mut fleet = Fleet::new(
+        &settings.pods,
+        settings.autoscale.max_replicas,
+        settings.initial_replicas,
+        settings.seed,
     )?;
     // Prometheus' last scrape of mdp: (depth gauge, backpressure gauge). The run
     // starts in steady state, as if a scrape had just seen time zero.
@@ -228,6 +242,8 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, ConfigE
         } else {
             (cluster.replicas(), cluster.pods().ready(now))
         };
+        let scale = controller.scale(now);
+        fleet.step(now, settings.step, desired, ready, scale);
         if index % steps_per_second == 0 {
             samples.push(Sample {
                 t: now.as_secs(),
@@ -235,9 +251,10 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, ConfigE
                 depth,
                 metric_depth: metric_depth as u64,
                 level: controller.level(),
-                scale: controller.scale(now),
+                scale,
                 desired,
                 ready,
+                draining: fleet.draining(),
             });
         }
     }
@@ -245,6 +262,7 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, ConfigE
         samples,
         level_changes,
         flaps_suppressed: controller.flaps_suppressed(),
+        grants: fleet.finish(),
     })
 }
 
@@ -285,6 +303,16 @@ pub(crate) mod tests {
             initial_replicas: 1,
             step: Duration::from_secs(1),
             seed: 1,
+            pods: FleetSettings {
+                providers: vec![crate::rate::ProviderSpec::default()],
+                feedback_provider: None,
+                refresh: Duration::from_secs(5),
+                shrink_hold: Duration::from_secs(15),
+                drain: Duration::from_secs(5),
+                demand: 1.5,
+                rule: super::super::fleet::ShareRule::Conservative,
+                fixed: None,
+            },
         }
     }
 

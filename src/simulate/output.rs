@@ -1,7 +1,8 @@
 //! The three output formats of `mdp simulate`: a table for people, one JSON
 //! object for programs, and CSV with one row per simulated second.
 
-use super::model::{Sample, StoreEvents};
+use super::budget::GrantSummary;
+use super::model::{Run, StoreEvents};
 use super::report::{Range, SCALE_UP_PODS, SPEC_SCALE_DOWN, SPEC_SCALE_UP, Summary, spec_row};
 use super::scenario::Scenario;
 use std::fmt::Write as _;
@@ -24,19 +25,63 @@ pub fn json(summary: &Summary) -> String {
     text
 }
 
-pub fn csv(scenario: &Scenario, samples: &[Sample]) -> String {
-    let mut out = String::with_capacity(samples.len() * 48 + 64);
-    out.push_str("t,phase,depth,level,scale,desired,ready,prometheus_depth\n");
-    for s in samples {
+/// One row per second; per provider, the tokens all pods granted during the second
+/// and the budget accrued (rate x scale, without the burst).
+pub fn csv(scenario: &Scenario, run: &Run) -> String {
+    let tracks = &run.grants.providers;
+    let mut out = String::with_capacity(run.samples.len() * (56 + 20 * tracks.len()) + 96);
+    out.push_str("t,phase,depth,level,scale,desired,ready,prometheus_depth,draining");
+    // Provider names are label-safe: no comma or quote.
+    for track in tracks {
+        let _ = write!(out, ",granted_{0},budget_{0}", track.provider);
+    }
+    out.push('\n');
+    for (second, s) in run.samples.iter().enumerate() {
         let phase = scenario.phases.get(s.phase).map_or("", |p| p.name.as_str());
         // Phase names are validated to hold no comma or quote.
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{},{},{},{},{:.3},{},{},{}",
-            s.t, phase, s.depth, s.level, s.scale, s.desired, s.ready, s.metric_depth
+            "{},{},{},{},{:.3},{},{},{},{}",
+            s.t, phase, s.depth, s.level, s.scale, s.desired, s.ready, s.metric_depth, s.draining
         );
+        for track in tracks {
+            let granted = track.granted.get(second).copied().unwrap_or(0.0);
+            let accrued = track.accrued.get(second).copied().unwrap_or(0.0);
+            let _ = write!(out, ",{granted:.3},{accrued:.3}");
+        }
+        out.push('\n');
     }
     out
+}
+
+/// One line per provider: the pods' summed grants against the provider's budget.
+pub fn grants_line(g: &GrantSummary) -> String {
+    let head = format!(
+        "pods' grants, {}: budget {}/s, burst {}, workers ask {}/s; {:.0} granted of {:.0} accrued;",
+        g.provider, g.budget_per_s, g.burst, g.demand_per_s, g.granted_total, g.budget_total
+    );
+    let Some(worst) = g
+        .windows
+        .iter()
+        .find(|w| w.window_seconds == g.window_seconds)
+    else {
+        return format!("{head} no window to check");
+    };
+    let window = format!(
+        "the {} s window at {} s ({}): {:.0} of {:.0} tokens",
+        worst.window_seconds, worst.at_seconds, worst.phase, worst.granted, worst.budget
+    );
+    if g.exceeded {
+        format!(
+            "{head} OVER BUDGET by {:.1} tokens (+{:.1}%) in {window}   MISS",
+            g.worst_overshoot_tokens, g.worst_overshoot_percent
+        )
+    } else {
+        format!(
+            "{head} never over budget (closest: {window}, {:.1}%)   ok",
+            100.0 + g.worst_overshoot_percent
+        )
+    }
 }
 
 fn mark(ok: bool) -> &'static str {
@@ -159,6 +204,10 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
         "level changes {}; raw level changes held back by the relax hold {}",
         summary.level_changes, summary.flaps_suppressed
     );
+    for grants in &summary.grants {
+        out.push_str(&grants_line(grants));
+        out.push('\n');
+    }
     if let Some(sweep) = &summary.sweep {
         let _ = writeln!(
             out,

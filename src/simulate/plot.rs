@@ -1,8 +1,11 @@
 //! `--plot FILE.svg`: the run as one picture on a shared time axis: queue depth with
-//! the watermarks, the level as coloured bands, the scale factor, desired and ready pods.
+//! the watermarks, the level as coloured bands, the scale factor, the tokens all pods
+//! granted against the provider's budget, desired and ready pods.
 
+use super::budget::GrantSummary;
+use super::fleet::GrantTrack;
 use super::legend::{Swatch, legend_strip};
-use super::model::{Sample, Settings};
+use super::model::{Run, Sample, Settings};
 use super::report::{Summary, spec_row};
 use crate::level::Level;
 use plotters::coord::Shift;
@@ -12,7 +15,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 const WIDTH: u32 = 1400;
-const HEIGHT: u32 = 900;
+const HEIGHT: u32 = 1100;
 pub(super) const FONT: &str = "sans-serif";
 /// Room left of each panel for its y labels, so the three time axes line up.
 pub(super) const Y_LABELS: u32 = 90;
@@ -56,11 +59,11 @@ fn level_color(level: Level) -> RGBColor {
 /// Renders the run and writes it to `path`.
 pub fn write(
     path: &Path,
-    samples: &[Sample],
+    run: &Run,
     summary: &Summary,
     settings: &Settings,
 ) -> Result<(), PlotError> {
-    let svg = render(samples, summary, settings)?;
+    let svg = render(run, summary, settings)?;
     std::fs::write(path, svg).map_err(|source| PlotError::Write {
         path: path.display().to_string(),
         source,
@@ -68,11 +71,16 @@ pub fn write(
 }
 
 /// The SVG text of the picture.
-pub fn render(
-    samples: &[Sample],
-    summary: &Summary,
-    settings: &Settings,
-) -> Result<String, PlotError> {
+pub fn render(run: &Run, summary: &Summary, settings: &Settings) -> Result<String, PlotError> {
+    let samples = &run.samples;
+    // One provider's grants: the first that feedback scales (or the first).
+    let pick = run
+        .grants
+        .providers
+        .iter()
+        .position(|t| t.feedback)
+        .unwrap_or(0);
+    let grants = run.grants.providers.get(pick).zip(summary.grants.get(pick));
     let seconds = samples.len().max(1) as f64;
     // Minutes up to three hours, hours beyond: round numbers on the time axis.
     let (unit, unit_name) = if seconds > 3.0 * 3600.0 {
@@ -84,6 +92,7 @@ pub fn render(
         samples,
         summary,
         settings,
+        grants,
         unit,
         unit_name,
         end: seconds / unit,
@@ -103,9 +112,11 @@ pub fn render(
             .titled(&title, (FONT, 22).into_font().color(&BLACK))
             .map_err(draw_error)?;
         let (top, rest) = root.split_vertically(410);
-        let (middle, bottom) = rest.split_vertically(150);
+        let (middle, rest) = rest.split_vertically(140);
+        let (tokens, bottom) = rest.split_vertically(210);
         plot.depth_panel(&top).map_err(draw_error)?;
         plot.scale_panel(&middle).map_err(draw_error)?;
+        plot.grants_panel(&tokens).map_err(draw_error)?;
         plot.replica_panel(&bottom).map_err(draw_error)?;
         root.present().map_err(draw_error)?;
     }
@@ -113,22 +124,25 @@ pub fn render(
 }
 
 pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
-type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+pub(super) type Chart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 pub(super) type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-struct Plot<'a> {
+pub(super) struct Plot<'a> {
     samples: &'a [Sample],
     summary: &'a Summary,
     settings: &'a Settings,
+    /// The provider whose summed grants are drawn.
+    pub(super) grants: Option<(&'a GrantTrack, &'a GrantSummary)>,
     /// Seconds per unit of the time axis.
     unit: f64,
     unit_name: &'static str,
     /// The end of the time axis, in units.
-    end: f64,
+    pub(super) end: f64,
 }
 
 impl Plot<'_> {
-    fn x(&self, seconds: u64) -> f64 {
+    pub(super) fn x(&self, seconds: u64) -> f64 {
         seconds as f64 / self.unit
     }
 
@@ -147,9 +161,14 @@ impl Plot<'_> {
 
     /// A step line through `value` at each second, with only its corners kept.
     fn steps(&self, value: impl Fn(&Sample) -> f64) -> Vec<(f64, f64)> {
+        self.steps_at(|i| self.samples.get(i).map_or(0.0, &value))
+    }
+
+    /// A step line through `value(second)`.
+    pub(super) fn steps_at(&self, value: impl Fn(usize) -> f64) -> Vec<(f64, f64)> {
         let mut points: Vec<(f64, f64)> = Vec::new();
-        for s in self.samples {
-            let (t, v) = (self.x(s.t), value(s));
+        for (i, s) in self.samples.iter().enumerate() {
+            let (t, v) = (self.x(s.t), value(i));
             match points.last() {
                 Some(&(_, last)) if last == v => {}
                 Some(&(_, last)) => points.extend([(t, last), (t, v)]),
@@ -196,7 +215,7 @@ impl Plot<'_> {
             .collect()
     }
 
-    fn chart<'a, 'b>(
+    pub(super) fn chart<'a, 'b>(
         &self,
         area: &'a Area<'b>,
         top: f64,
@@ -212,7 +231,7 @@ impl Plot<'_> {
     }
 
     /// The level bands and the phase boundaries, behind everything else.
-    fn backdrop(&self, chart: &mut Chart<'_, '_>, top: f64) -> DrawResult {
+    pub(super) fn backdrop(&self, chart: &mut Chart<'_, '_>, top: f64) -> DrawResult {
         chart.draw_series(self.level_runs().into_iter().map(|(from, to, level)| {
             Rectangle::new(
                 [(from, 0.0), (to, top)],
@@ -451,7 +470,7 @@ mod tests {
         let settings = settings();
         let run = simulate(&scenario, &settings).expect("valid");
         let summary = summarize(&scenario, &run, &settings);
-        let svg = render(&run.samples, &summary, &settings).expect("draws");
+        let svg = render(&run, &summary, &settings).expect("draws");
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         for text in [
             "scenario matrix",
@@ -460,6 +479,9 @@ mod tests {
             "HARD at 9000",
             "rate scale",
             "ready pods",
+            "ibkr tokens/s",
+            "summed over all pods",
+            "never over budget",
             "time (min)",
             "overload",
         ] {

@@ -1,6 +1,8 @@
 //! What a run means: per-phase figures, scale-up and scale-down times, and the
 //! verdict against SPEC section 8's replica matrix.
 
+use super::budget::{self, GrantSummary};
+use super::fleet::ShareRule;
 use super::model::{Run, Sample, Settings, StoreEvents};
 use super::scenario::Scenario;
 use crate::level::Level;
@@ -59,6 +61,13 @@ pub struct SettingsView {
     pub min_replicas: u32,
     pub max_replicas: u32,
     pub step_seconds: f64,
+    /// How each pod sizes its share: conservative, naive, or fixed 1/N.
+    pub share_rule: String,
+    pub replicas_refresh_seconds: f64,
+    pub replicas_shrink_hold_seconds: f64,
+    pub drain_delay_seconds: f64,
+    /// Workers' demand as a multiple of each provider's base rate.
+    pub worker_demand: f64,
 }
 
 impl SettingsView {
@@ -81,6 +90,15 @@ impl SettingsView {
             min_replicas: settings.autoscale.min_replicas,
             max_replicas: settings.autoscale.max_replicas,
             step_seconds: settings.step.as_secs_f64(),
+            share_rule: match (settings.pods.fixed, settings.pods.rule) {
+                (Some(count), _) => format!("fixed 1/{count}"),
+                (None, ShareRule::Conservative) => "conservative".to_owned(),
+                (None, ShareRule::Naive) => "naive".to_owned(),
+            },
+            replicas_refresh_seconds: settings.pods.refresh.as_secs_f64(),
+            replicas_shrink_hold_seconds: settings.pods.shrink_hold.as_secs_f64(),
+            drain_delay_seconds: settings.pods.drain.as_secs_f64(),
+            worker_demand: settings.pods.demand,
         }
     }
 }
@@ -121,6 +139,8 @@ pub struct Summary {
     pub flaps_suppressed: u64,
     /// None when no phase carries a SPEC 8 name.
     pub spec: Option<Verdict>,
+    /// Per provider: the pods' grants summed, against the provider's budget.
+    pub grants: Vec<GrantSummary>,
     pub settings: SettingsView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Sweep>,
@@ -181,6 +201,12 @@ pub fn summarize(scenario: &Scenario, run: &Run, settings: &Settings) -> Summary
         level_changes: run.level_changes,
         flaps_suppressed: run.flaps_suppressed,
         spec,
+        grants: run
+            .grants
+            .providers
+            .iter()
+            .map(|track| budget::summarize(track, settings.pods.demand, scenario))
+            .collect(),
         settings: SettingsView::new(settings),
         sweep: None,
     }
