@@ -1,12 +1,17 @@
 //! Micro-benchmarks of the hot paths: the control step, the event -> new
-//! scale path through the control loop, the limiter, and the exposition.
+//! scale path through the control loop, the limiter, the exposition (and how
+//! it grows with providers and coordinators), and the busiest routes through
+//! the whole warp filter in process (no socket). The load test over real
+//! sockets, against the Python service, is `bench/run.sh` (BENCHMARKS.md).
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use clap::Parser;
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mdp::cli::{Cli, Command};
 use mdp::clock::Clock;
 use mdp::control::{ControlConfig, Controller, Observation, Source};
 use mdp::level::Level;
 use mdp::rate::{ProviderSpec, RateCoordinator, TokenBucket};
-use mdp::telemetry::Metrics;
+use mdp::telemetry::{CoordinatorSample, Metrics};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,10 +112,117 @@ fn limiter(c: &mut Criterion) {
 
 fn exposition(c: &mut Criterion) {
     let metrics = Metrics::new(&["ibkr"]);
-    c.bench_function("telemetry/render (1 provider)", |b| {
+    // What a scrape costs when the control loop changed something since the
+    // last one (every scrape in production: the loop touches every second).
+    c.bench_function("telemetry/render (1 provider, after a change)", |b| {
+        b.iter(|| {
+            metrics.touch();
+            black_box(metrics.render().len())
+        });
+    });
+    c.bench_function("telemetry/render (1 provider, nothing changed)", |b| {
         b.iter(|| black_box(metrics.render().len()));
     });
 }
 
-criterion_group!(benches, control_step, event_to_scale, limiter, exposition);
+/// Metrics of `n` providers and `n` coordinators, every coordinator gauge set
+/// the way the control loop sets them.
+fn metrics_with(n: usize) -> Metrics {
+    let names: Vec<String> = (0..n).map(|i| format!("p{i:04}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let metrics = Metrics::new(&refs);
+    for i in 0..n {
+        let sample = CoordinatorSample {
+            queue_size: i as u64,
+            capacity: 10_000,
+            level: Level::Ok,
+            stale: false,
+            last_event_ts: 1.7e9,
+        };
+        metrics.set_coordinator(&format!("store_{i:04}"), sample);
+    }
+    metrics
+}
+
+fn exposition_growth(c: &mut Criterion) {
+    let mut group =
+        c.benchmark_group("telemetry/render after a change (N providers + N coordinators)");
+    for n in [1usize, 10, 100, 1000] {
+        let metrics = metrics_with(n);
+        let series = String::from_utf8(metrics.render())
+            .expect("utf-8")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .count();
+        // Throughput in series, so criterion also prints the time per series.
+        group.throughput(Throughput::Elements(series as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &metrics, |b, m| {
+            b.iter(|| {
+                m.touch();
+                black_box(m.render().len())
+            });
+        });
+    }
+    group.finish();
+}
+
+/// The busiest routes through the complete filter chain (routing, limits,
+/// handlers, JSON), without a socket: what a request costs above hyper.
+fn routes(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let argv = ["mdp", "serve", "--listen", "127.0.0.1:0", "--log", "warn"];
+    let Command::Serve(args) = Cli::try_parse_from(argv).expect("valid").command else {
+        unreachable!("parsed as serve")
+    };
+    let config = mdp::config::ServeConfig::try_from(args).expect("valid configuration");
+    let service = runtime
+        .block_on(mdp::service::Service::start(config))
+        .expect("service starts");
+    let filter = mdp::http::routes(service.ctx().clone());
+    let mut group = c.benchmark_group("http (in process)");
+    group.bench_function("GET /health", |b| {
+        b.to_async(&runtime)
+            .iter(|| warp::test::request().path("/health").reply(&filter));
+    });
+    group.bench_function("GET /metrics", |b| {
+        b.to_async(&runtime)
+            .iter(|| warp::test::request().path("/metrics").reply(&filter));
+    });
+    let mut i = 0u64;
+    group.bench_function("POST /feedback", |b| {
+        b.to_async(&runtime).iter(|| {
+            i += 1;
+            let level = ["ok", "soft", "hard"][(i % 3) as usize];
+            let body = format!(
+                r#"{{"coordinator_id":"store_01","queue_size":{},"capacity":10000,"level":"{level}"}}"#,
+                5000 + i % 2
+            );
+            let request = warp::test::request()
+                .method("POST")
+                .path("/feedback")
+                .header("content-type", "application/json")
+                .body(body);
+            let filter = &filter;
+            async move {
+                let response = request.reply(filter).await;
+                assert_eq!(response.status(), 200);
+            }
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    control_step,
+    event_to_scale,
+    limiter,
+    exposition,
+    exposition_growth,
+    routes
+);
 criterion_main!(benches);

@@ -7,13 +7,17 @@ use crate::control::{ControlEvent, Controller, CoordinatorView, Observation, Out
 use crate::feedback::pull::{PollOutcome, PullConfig};
 use crate::level::Level;
 use crate::rate::RateCoordinator;
-use crate::telemetry::{Metrics, QUEUE_DEPTH_SOURCE};
+use crate::telemetry::{CoordinatorSample, Metrics};
 use serde::Serialize;
+use series::Series;
 use std::collections::VecDeque;
+use std::ops::Deref;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
+
+mod series;
 
 /// Seconds of history kept at one sample per second (one hour).
 pub const HISTORY_SECONDS: usize = 3600;
@@ -63,12 +67,25 @@ pub struct Sample {
 /// Shared read side of the history ring.
 pub type History = Arc<RwLock<VecDeque<Sample>>>;
 
-/// How the rest of the service talks to the loop.
+/// How the rest of the service talks to the loop. Request handlers clone it
+/// per request: it is one reference count around the [`Channels`].
 #[derive(Debug, Clone)]
-pub struct EngineHandle {
+pub struct EngineHandle(Arc<Channels>);
+
+/// The loop's command queue, published state and history.
+#[derive(Debug)]
+pub struct Channels {
     pub commands: mpsc::Sender<Command>,
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub history: History,
+}
+
+impl Deref for EngineHandle {
+    type Target = Channels;
+
+    fn deref(&self) -> &Channels {
+        &self.0
+    }
 }
 
 impl EngineHandle {
@@ -100,13 +117,15 @@ struct Engine {
     controller: Controller,
     rates: Arc<RateCoordinator>,
     metrics: Metrics,
-    feedback_providers: Vec<String>,
+    series: Series,
     clock: Clock,
     publish: watch::Sender<Arc<Snapshot>>,
     history: History,
     pull_capacity: u64,
     seq: u64,
     applied_scale: f64,
+    /// (scale, level) last written to the providers' gauges.
+    gauged: Option<(f64, Level)>,
 }
 
 /// Starts the loop; it ends when every [`EngineHandle`] is dropped.
@@ -120,24 +139,27 @@ pub fn spawn(
 ) -> (EngineHandle, tokio::task::JoinHandle<()>) {
     let (commands, receiver) = mpsc::channel(QUEUE);
     let history: History = Arc::new(RwLock::new(VecDeque::with_capacity(HISTORY_SECONDS)));
+    let series = Series::new(&metrics, &rates, &feedback_providers);
     let mut engine = Engine {
         controller,
         rates,
         metrics,
-        feedback_providers,
+        series,
         clock,
         publish: watch::channel(Arc::new(empty_snapshot())).0,
         history: history.clone(),
         pull_capacity: pull.map_or(10_000, |p| p.capacity),
         seq: 0,
         applied_scale: f64::NAN,
+        gauged: None,
     };
-    engine.apply(clock.now());
-    let handle = EngineHandle {
+    engine.apply(clock.now(), Refresh::All);
+    engine.metrics.touch();
+    let handle = EngineHandle(Arc::new(Channels {
         commands,
         snapshot: engine.publish.subscribe(),
         history,
-    };
+    }));
     let task = tokio::spawn(engine.run(receiver));
     (handle, task)
 }
@@ -158,6 +180,18 @@ fn empty_snapshot() -> Snapshot {
     }
 }
 
+/// What [`Engine::apply`] brings up to date besides what changed.
+#[derive(Clone, Copy, PartialEq)]
+enum Refresh {
+    /// Only what the controller changed.
+    Changes,
+    /// Every gauge, also those moved from outside (the replica share).
+    All,
+}
+
+/// A reply held until the metrics are marked changed.
+type Reply = (oneshot::Sender<Outcome>, Outcome);
+
 impl Engine {
     async fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
         let mut every_second = tokio::time::interval(Duration::from_secs(1));
@@ -168,26 +202,35 @@ impl Engine {
                 .controller
                 .next_deadline(now)
                 .map(|d| self.clock.instant_at(d));
-            tokio::select! {
+            let reply = tokio::select! {
                 command = receiver.recv() => match command {
                     Some(command) => self.handle(command),
                     None => break,
                 },
                 () = sleep_until(deadline) => {
-                    self.controller.tick(self.clock.now());
-                    self.apply(self.clock.now());
+                    let now = self.clock.now();
+                    self.controller.tick(now);
+                    self.apply(now, Refresh::Changes);
+                    None
                 }
                 _ = every_second.tick() => {
                     let now = self.clock.now();
                     self.controller.tick(now);
-                    self.apply(now);
+                    self.apply(now, Refresh::All);
                     self.record_history();
+                    None
                 }
+            };
+            // A scrape must show the change before anyone hears of it.
+            self.metrics.touch();
+            if let Some((reply, outcome)) = reply {
+                // The sender may have gone (client hung up): the event applied anyway.
+                let _ = reply.send(outcome);
             }
         }
     }
 
-    fn handle(&mut self, command: Command) {
+    fn handle(&mut self, command: Command) -> Option<Reply> {
         match command {
             Command::Feedback {
                 observation,
@@ -197,22 +240,25 @@ impl Engine {
                 let now = self.clock.now();
                 let id = observation.coordinator_id.clone();
                 let outcome = self.controller.observe(observation, now);
+                self.apply(now, Refresh::Changes);
                 if let Outcome::Applied { level } = outcome {
                     self.count_event(&id, level);
                 }
-                self.apply(now);
                 self.metrics
                     .event_to_scale
                     .observe(received.elapsed().as_secs_f64());
-                // The sender may have gone (client hung up): the event applied anyway.
-                let _ = reply.send(outcome);
+                Some((reply, outcome))
             }
-            Command::Poll(outcome) => self.poll_result(outcome),
+            Command::Poll(outcome) => {
+                self.poll_result(outcome);
+                None
+            }
         }
     }
 
     fn poll_result(&mut self, outcome: PollOutcome) {
         let now = self.clock.now();
+        let mut applied = Vec::new();
         match outcome {
             PollOutcome::Depths(depths) => {
                 self.metrics.polls.with_label_values(&["ok"]).inc();
@@ -228,7 +274,7 @@ impl Engine {
                         reason: None,
                     };
                     match self.controller.observe(observation, now) {
-                        Outcome::Applied { level } => self.count_event(&id, level),
+                        Outcome::Applied { level } => applied.push((id, level)),
                         Outcome::OutOfOrder { .. } => self.metrics.reject("out_of_order"),
                         Outcome::TooManyCoordinators => {
                             self.metrics.reject("too_many_coordinators")
@@ -242,72 +288,73 @@ impl Engine {
                 self.controller.pull_failed(now);
             }
         }
-        self.apply(now);
+        self.apply(now, Refresh::Changes);
+        for (id, level) in applied {
+            self.count_event(&id, level);
+        }
     }
 
+    /// Counts an applied event and sets its coordinator's series from the
+    /// snapshot [`Engine::apply`] just published.
     fn count_event(&self, coordinator: &str, level: Level) {
-        for provider in &self.feedback_providers {
-            self.metrics
-                .events_processed
-                .with_label_values(&[provider.as_str(), level.as_str()])
-                .inc();
+        let index = usize::try_from(level.as_gauge()).expect("levels are 0, 1, 2");
+        for provider in &self.series.feedback {
+            provider.events[index].inc();
         }
-        if let Some(view) = self
-            .controller
-            .coordinators(self.clock.now())
-            .into_iter()
-            .find(|c| c.coordinator_id == coordinator)
-        {
-            let m = &self.metrics;
-            let id = [coordinator];
-            m.coordinator_depth
-                .with_label_values(&id)
-                .set(clamp_i64(view.queue_size));
-            m.coordinator_capacity
-                .with_label_values(&id)
-                .set(clamp_i64(view.capacity));
-            m.coordinator_level
-                .with_label_values(&id)
-                .set(view.level.as_gauge());
-            m.coordinator_last_event
-                .with_label_values(&id)
-                .set(view.last_event_ts);
-            m.coordinator_stale
-                .with_label_values(&id)
-                .set(i64::from(view.stale));
-        }
+        let snapshot = self.publish.borrow();
+        // Coordinators come sorted by id (the controller keeps them in a BTreeMap).
+        let Ok(found) = snapshot
+            .coordinators
+            .binary_search_by(|c| c.coordinator_id.as_str().cmp(coordinator))
+        else {
+            return;
+        };
+        let view = &snapshot.coordinators[found];
+        self.metrics.set_coordinator(
+            coordinator,
+            CoordinatorSample {
+                queue_size: view.queue_size,
+                capacity: view.capacity,
+                level: view.level,
+                stale: view.stale,
+                last_event_ts: view.last_event_ts,
+            },
+        );
     }
 
     /// Brings the rate coordinator, the metrics, the logs and the published
-    /// snapshot in line with the controller.
-    fn apply(&mut self, now: Duration) {
+    /// snapshot in line with the controller. The snapshot is published only
+    /// when it differs from the last one (more than by the passing of time),
+    /// so streams and waiting workers wake for changes, not for ticks.
+    fn apply(&mut self, now: Duration, refresh: Refresh) {
         for event in self.controller.drain_events() {
             self.log(event);
         }
         let scale = self.controller.scale(now);
         let level = self.controller.level();
-        if scale != self.applied_scale {
+        let scale_changed = scale != self.applied_scale;
+        if scale_changed {
             self.rates.set_control_scale(scale);
             self.applied_scale = scale;
         }
-        let m = &self.metrics;
-        for provider in &self.feedback_providers {
-            m.scale_factor
-                .with_label_values(&[provider.as_str()])
-                .set(scale);
-            m.backpressure_state
-                .with_label_values(&[provider.as_str()])
-                .set(level.as_gauge() as f64);
+        let all = refresh == Refresh::All;
+        if all || self.gauged != Some((scale, level)) {
+            for provider in &self.series.feedback {
+                provider.scale.set(scale);
+                provider.state.set(level.as_gauge() as f64);
+            }
+            self.gauged = Some((scale, level));
         }
-        for view in self.rates.views() {
-            m.effective_rate
-                .with_label_values(&[view.name.as_str()])
-                .set(view.effective_rate);
+        if all || scale_changed {
+            for (gauge, view) in self.series.effective_rate.iter().zip(self.rates.views()) {
+                if let Some(gauge) = gauge {
+                    gauge.set(view.effective_rate);
+                }
+            }
         }
         let (depth, capacity) = self.controller.queue_depth();
-        m.queue_depth
-            .with_label_values(&[QUEUE_DEPTH_SOURCE])
-            .set(depth as f64);
+        self.series.queue_depth.set(depth as f64);
+        let m = &self.metrics;
         m.flaps_suppressed.inc_by(
             self.controller
                 .flaps_suppressed()
@@ -315,15 +362,10 @@ impl Engine {
         );
         let coordinators = self.controller.coordinators(now);
         let stale = coordinators.iter().filter(|c| c.stale).count();
-        m.coordinators
-            .with_label_values(&["stale"])
-            .set(stale as i64);
-        m.coordinators
-            .with_label_values(&["live"])
-            .set((coordinators.len() - stale) as i64);
-        self.seq += 1;
+        self.series.stale.set(stale as i64);
+        self.series.live.set((coordinators.len() - stale) as i64);
         let snapshot = Snapshot {
-            seq: self.seq,
+            seq: self.seq + 1,
             level,
             raw_level: self.controller.raw_level(),
             scale,
@@ -335,7 +377,10 @@ impl Engine {
             pull_failures: self.controller.pull_failures(),
             at: now,
         };
-        self.publish.send_replace(Arc::new(snapshot));
+        if self.seq == 0 || !same_state(&snapshot, &self.publish.borrow()) {
+            self.seq += 1;
+            self.publish.send_replace(Arc::new(snapshot));
+        }
     }
 
     fn log(&self, event: ControlEvent) {
@@ -348,24 +393,15 @@ impl Engine {
                 tracing::info!(%from, %to, scale, "backpressure level changed");
             }
             ControlEvent::Evicted { coordinator_id } => {
-                let m = &self.metrics;
-                let id = [coordinator_id.as_str()];
                 // Forgotten coordinators leave no series behind.
-                let _ = m.coordinator_depth.remove_label_values(&id);
-                let _ = m.coordinator_capacity.remove_label_values(&id);
-                let _ = m.coordinator_level.remove_label_values(&id);
-                let _ = m.coordinator_stale.remove_label_values(&id);
-                let _ = m.coordinator_last_event.remove_label_values(&id);
+                self.metrics.remove_coordinator(&coordinator_id);
                 tracing::info!(coordinator = %coordinator_id, "forgot a stale coordinator to make room");
             }
             ControlEvent::Staleness {
                 coordinator_id,
                 stale,
             } => {
-                self.metrics
-                    .coordinator_stale
-                    .with_label_values(&[coordinator_id.as_str()])
-                    .set(i64::from(stale));
+                self.metrics.set_coordinator_stale(&coordinator_id, stale);
                 if stale {
                     tracing::warn!(coordinator = %coordinator_id, "coordinator feedback is stale");
                 } else {
@@ -391,8 +427,28 @@ impl Engine {
     }
 }
 
-fn clamp_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
+/// Whether two snapshots show the same state: equal but for their sequence
+/// number, when they were taken and the coordinators' ages that follow from it.
+fn same_state(a: &Snapshot, b: &Snapshot) -> bool {
+    a.level == b.level
+        && a.raw_level == b.raw_level
+        && a.scale == b.scale
+        && a.target_scale == b.target_scale
+        && a.queue_depth == b.queue_depth
+        && a.capacity == b.capacity
+        && a.flaps_suppressed == b.flaps_suppressed
+        && a.pull_failures == b.pull_failures
+        && a.coordinators.len() == b.coordinators.len()
+        && a.coordinators.iter().zip(&b.coordinators).all(|(x, y)| {
+            x.coordinator_id == y.coordinator_id
+                && x.queue_size == y.queue_size
+                && x.capacity == y.capacity
+                && x.level == y.level
+                && x.stale == y.stale
+                && x.source == y.source
+                && x.reason == y.reason
+                && x.last_event_ts == y.last_event_ts
+        })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

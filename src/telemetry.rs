@@ -1,10 +1,37 @@
-//! Telemetry: every metric declared once, with help text, in one registry.
+//! Telemetry: every metric declared once, with help text, and the exposition.
+//!
+//! A scrape stays cheap however often it comes and however many providers
+//! and coordinators there are:
+//! - the families only the control loop (and [`MetricSet::reject`]) change are
+//!   encoded again only after [`MetricSet::touch`] says they changed; the loop
+//!   touches after every command and at least once a second, so a change made
+//!   without a touch shows within a second at worst;
+//! - the families that grow with the configuration (per provider, per
+//!   coordinator) are kept as values with their label text built once
+//!   ([`series`]), and written straight into the exposition;
+//! - the families other modules change at will (tokens, throttles, refused
+//!   tokens, replicas) are encoded on every scrape;
+//! - the process metrics are read from `/proc` at most once a second (reading
+//!   `/proc/self/limits` alone cost more than all the rest of a scrape).
+
+mod exposition;
+mod series;
+mod text;
+
+pub use series::{CoordinatorSample, ProviderSeries};
 
 use crate::level::Level;
+use exposition::{Exposition, lock};
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
+use series::CoordinatorRow;
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// `pipeline_feedback_queue_depth`'s fixed `source` label.
 pub const QUEUE_DEPTH_SOURCE: &str = "store_coordinator";
@@ -14,28 +41,40 @@ pub const EVENT_TO_SCALE_BUCKETS: &[f64] = &[
     1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 1e-1,
 ];
 
-/// Every metric mdp exports.
+/// The process metrics are read from `/proc` at most this often.
+pub const PROCESS_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+
+/// Every metric mdp exports, behind one `Arc`: request handlers clone it per
+/// request, and one reference count is cheaper than one per metric.
 #[derive(Clone)]
-pub struct Metrics {
-    registry: Registry,
-    pub scale_factor: GaugeVec,
-    pub backpressure_state: GaugeVec,
+pub struct Metrics(Arc<MetricSet>);
+
+impl Deref for Metrics {
+    type Target = MetricSet;
+
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
+}
+
+/// The metrics themselves.
+pub struct MetricSet {
+    exposition: Exposition,
+    // The control loop's, per provider and per coordinator (see `provider`
+    // and `set_coordinator`):
+    providers: Vec<ProviderSeries>,
+    coordinator_rows: Mutex<BTreeMap<String, CoordinatorRow>>,
+    // The control loop's, of fixed size:
     pub queue_depth: GaugeVec,
-    pub events_processed: IntCounterVec,
     pub events_rejected: IntCounterVec,
     pub event_to_scale: Histogram,
     pub transitions: IntCounterVec,
     pub flaps_suppressed: IntCounter,
-    pub coordinator_depth: IntGaugeVec,
-    pub coordinator_capacity: IntGaugeVec,
-    pub coordinator_level: IntGaugeVec,
-    pub coordinator_stale: IntGaugeVec,
-    pub coordinator_last_event: GaugeVec,
     pub coordinators: IntGaugeVec,
+    pub polls: IntCounterVec,
+    // Changed by other modules, encoded on every scrape:
     pub tokens_granted: IntCounterVec,
     pub requests_throttled: IntCounterVec,
-    pub effective_rate: GaugeVec,
-    pub polls: IntCounterVec,
     pub replicas: IntGauge,
     pub unauthorized: IntCounterVec,
 }
@@ -48,213 +87,213 @@ impl Metrics {
     /// Registers every metric; the three seed gauges start at 1, 0, 0 for
     /// every provider.
     pub fn new(providers: &[&str]) -> Self {
-        let registry = Registry::new();
-        let reg = |c: Box<dyn prometheus::core::Collector>| {
-            registry
+        let owned = Registry::new();
+        let mut shared: Vec<Box<dyn Collector>> = Vec::new();
+        let mut register = |registry: Option<&Registry>, c: Box<dyn Collector>| match registry {
+            Some(registry) => registry
                 .register(c)
-                .expect("metric names are unique constants");
+                .expect("metric names are unique constants"),
+            None => shared.push(c),
         };
+        // Names must be unique across the registry, the shared collectors and
+        // the families of `series` (the test `every_family_appears_once`).
         macro_rules! metric {
-            ($ty:ident, $name:expr, $help:expr, $labels:expr) => {{
+            ($registry:expr, $ty:ident, $name:expr, $help:expr, $labels:expr) => {{
                 let m = $ty::new(opts($name, $help), $labels).expect("valid metric definition");
-                reg(Box::new(m.clone()));
+                register($registry, Box::new(m.clone()));
                 m
             }};
-            ($ty:ident, $name:expr, $help:expr) => {{
+            ($registry:expr, $ty:ident, $name:expr, $help:expr) => {{
                 let m = $ty::with_opts(opts($name, $help)).expect("valid metric definition");
-                reg(Box::new(m.clone()));
+                register($registry, Box::new(m.clone()));
                 m
             }};
         }
-        let metrics = Metrics {
-            scale_factor: metric!(
-                GaugeVec,
-                "pipeline_rate_scale_factor",
-                "Current rate scale factor applied to provider (0.0..1.0).",
-                &["provider"]
-            ),
-            backpressure_state: metric!(
-                GaugeVec,
-                "pipeline_backpressure_state",
-                "Backpressure state: 0=ok, 1=soft, 2=hard.",
-                &["provider"]
-            ),
-            queue_depth: metric!(
-                GaugeVec,
-                "pipeline_feedback_queue_depth",
-                "Queue depth reported by feedback source (echo of store).",
-                &["source"]
-            ),
-            events_processed: metric!(
-                IntCounterVec,
-                "feedback_events_processed_total",
-                "Feedback events applied, by provider they scale and level.",
-                &["provider", "level"]
-            ),
-            events_rejected: metric!(
-                IntCounterVec,
-                "mdp_feedback_events_rejected_total",
-                "Feedback events refused or ignored, by reason.",
-                &["reason"]
-            ),
-            event_to_scale: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new(
-                        "mdp_feedback_event_to_scale_seconds",
-                        "Time from receiving a feedback event to the new scale being in force.",
-                    )
-                    .buckets(EVENT_TO_SCALE_BUCKETS.to_vec()),
-                )
-                .expect("valid histogram definition");
-                reg(Box::new(h.clone()));
-                h
-            },
-            transitions: metric!(
-                IntCounterVec,
-                "mdp_backpressure_transitions_total",
-                "Changes of the level driving the scale, by new level.",
-                &["level"]
-            ),
-            flaps_suppressed: metric!(
-                IntCounter,
-                "mdp_backpressure_flaps_suppressed_total",
-                "Raw level changes absorbed by the relax hold without changing the scale."
-            ),
-            coordinator_depth: metric!(
-                IntGaugeVec,
-                "mdp_coordinator_queue_depth",
-                "Last reported queue depth per store coordinator.",
-                &["coordinator"]
-            ),
-            coordinator_capacity: metric!(
-                IntGaugeVec,
-                "mdp_coordinator_queue_capacity",
-                "Queue capacity per store coordinator.",
-                &["coordinator"]
-            ),
-            coordinator_level: metric!(
-                IntGaugeVec,
-                "mdp_coordinator_level",
-                "Level per store coordinator: 0=ok, 1=soft, 2=hard.",
-                &["coordinator"]
-            ),
-            coordinator_stale: metric!(
-                IntGaugeVec,
-                "mdp_coordinator_stale",
-                "1 when a coordinator's feedback is stale (TTL passed or polls failing).",
-                &["coordinator"]
-            ),
-            coordinator_last_event: metric!(
-                GaugeVec,
-                "mdp_coordinator_last_event_timestamp_seconds",
-                "Unix time of the last event applied per coordinator.",
-                &["coordinator"]
-            ),
-            coordinators: metric!(
-                IntGaugeVec,
-                "mdp_coordinators",
-                "Coordinators tracked, by state (live or stale).",
-                &["state"]
-            ),
-            tokens_granted: metric!(
-                IntCounterVec,
-                "mdp_rate_tokens_granted_total",
-                "Rate tokens granted per provider.",
-                &["provider"]
-            ),
-            requests_throttled: metric!(
-                IntCounterVec,
-                "mdp_rate_requests_throttled_total",
-                "Acquire requests refused per provider.",
-                &["provider"]
-            ),
-            effective_rate: metric!(
-                GaugeVec,
-                "mdp_rate_effective_tokens_per_second",
-                "Rate this replica grants per provider after scale and replica share.",
-                &["provider"]
-            ),
-            polls: metric!(
-                IntCounterVec,
-                "mdp_pull_polls_total",
-                "Polls of the store's metrics endpoint, by result.",
-                &["result"]
-            ),
-            replicas: metric!(
-                IntGauge,
-                "mdp_replicas",
-                "Replicas sharing each provider's budget, as this replica knows it."
-            ),
-            unauthorized: metric!(
-                IntCounterVec,
-                "mdp_http_unauthorized_total",
-                "Requests refused for a missing or wrong bearer token, by route.",
-                &["route"]
-            ),
-            registry: registry.clone(),
-        };
-        let build = IntGaugeVec::new(
-            opts("mdp_build_info", "Build information; always 1."),
-            &["version"],
+        let mine = Some(&owned);
+        let queue_depth = metric!(
+            mine,
+            GaugeVec,
+            "pipeline_feedback_queue_depth",
+            "Queue depth reported by feedback source (echo of store).",
+            &["source"]
+        );
+        let events_rejected = metric!(
+            mine,
+            IntCounterVec,
+            "mdp_feedback_events_rejected_total",
+            "Feedback events refused or ignored, by reason.",
+            &["reason"]
+        );
+        let event_to_scale = Histogram::with_opts(
+            HistogramOpts::new(
+                "mdp_feedback_event_to_scale_seconds",
+                "Time from receiving a feedback event to the new scale being in force.",
+            )
+            .buckets(EVENT_TO_SCALE_BUCKETS.to_vec()),
         )
-        .expect("valid metric definition");
+        .expect("valid histogram definition");
+        register(mine, Box::new(event_to_scale.clone()));
+        let transitions = metric!(
+            mine,
+            IntCounterVec,
+            "mdp_backpressure_transitions_total",
+            "Changes of the level driving the scale, by new level.",
+            &["level"]
+        );
+        let flaps_suppressed = metric!(
+            mine,
+            IntCounter,
+            "mdp_backpressure_flaps_suppressed_total",
+            "Raw level changes absorbed by the relax hold without changing the scale."
+        );
+        let coordinators = metric!(
+            mine,
+            IntGaugeVec,
+            "mdp_coordinators",
+            "Coordinators tracked, by state (live or stale).",
+            &["state"]
+        );
+        let polls = metric!(
+            mine,
+            IntCounterVec,
+            "mdp_pull_polls_total",
+            "Polls of the store's metrics endpoint, by result.",
+            &["result"]
+        );
+        let build = metric!(
+            mine,
+            IntGaugeVec,
+            "mdp_build_info",
+            "Build information; always 1.",
+            &["version"]
+        );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        reg(Box::new(build));
-        #[cfg(target_os = "linux")]
-        reg(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ));
+        let tokens_granted = metric!(
+            None,
+            IntCounterVec,
+            "mdp_rate_tokens_granted_total",
+            "Rate tokens granted per provider.",
+            &["provider"]
+        );
+        let requests_throttled = metric!(
+            None,
+            IntCounterVec,
+            "mdp_rate_requests_throttled_total",
+            "Acquire requests refused per provider.",
+            &["provider"]
+        );
+        let replicas = metric!(
+            None,
+            IntGauge,
+            "mdp_replicas",
+            "Replicas sharing each provider's budget, as this replica knows it."
+        );
+        let unauthorized = metric!(
+            None,
+            IntCounterVec,
+            "mdp_http_unauthorized_total",
+            "Requests refused for a missing or wrong bearer token, by route.",
+            &["route"]
+        );
 
-        for provider in providers {
-            metrics
-                .scale_factor
-                .with_label_values(&[*provider])
-                .set(1.0);
-            metrics
-                .backpressure_state
-                .with_label_values(&[*provider])
-                .set(0.0);
-            metrics.tokens_granted.with_label_values(&[*provider]);
-            metrics.requests_throttled.with_label_values(&[*provider]);
-            metrics.effective_rate.with_label_values(&[*provider]);
-            for level in Level::ALL {
-                metrics
-                    .events_processed
-                    .with_label_values(&[*provider, level.as_str()]);
-            }
+        let mut names: Vec<&str> = providers.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        for provider in &names {
+            tokens_granted.with_label_values(&[*provider]);
+            requests_throttled.with_label_values(&[*provider]);
         }
-        metrics
-            .queue_depth
+        queue_depth
             .with_label_values(&[QUEUE_DEPTH_SOURCE])
             .set(0.0);
         for level in Level::ALL {
-            metrics.transitions.with_label_values(&[level.as_str()]);
+            transitions.with_label_values(&[level.as_str()]);
         }
         for reason in REJECT_REASONS {
-            metrics.events_rejected.with_label_values(&[reason]);
+            events_rejected.with_label_values(&[reason]);
         }
         for state in ["live", "stale"] {
-            metrics.coordinators.with_label_values(&[state]);
+            coordinators.with_label_values(&[state]);
         }
         for result in ["ok", "error"] {
-            metrics.polls.with_label_values(&[result]);
+            polls.with_label_values(&[result]);
         }
-        metrics.replicas.set(1);
-        metrics
+        replicas.set(1);
+        Metrics(Arc::new(MetricSet {
+            exposition: Exposition::new(owned, shared),
+            providers: names.into_iter().map(ProviderSeries::new).collect(),
+            coordinator_rows: Mutex::new(BTreeMap::new()),
+            queue_depth,
+            events_rejected,
+            event_to_scale,
+            transitions,
+            flaps_suppressed,
+            coordinators,
+            polls,
+            tokens_granted,
+            requests_throttled,
+            replicas,
+            unauthorized,
+        }))
+    }
+}
+
+impl MetricSet {
+    /// A configured provider's series (scale, state, events, effective rate).
+    pub fn provider(&self, name: &str) -> Option<&ProviderSeries> {
+        self.providers
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.providers[i])
+    }
+
+    /// Sets a coordinator's series, adding them the first time.
+    pub fn set_coordinator(&self, id: &str, sample: CoordinatorSample) {
+        let mut rows = lock(&self.coordinator_rows);
+        match rows.get_mut(id) {
+            Some(row) => row.sample = sample,
+            None => {
+                rows.insert(id.to_owned(), CoordinatorRow::new(id, sample));
+            }
+        }
+    }
+
+    /// Marks a known coordinator stale or fresh.
+    pub fn set_coordinator_stale(&self, id: &str, stale: bool) {
+        if let Some(row) = lock(&self.coordinator_rows).get_mut(id) {
+            row.sample.stale = stale;
+        }
+    }
+
+    /// Removes a forgotten coordinator's series.
+    pub fn remove_coordinator(&self, id: &str) {
+        lock(&self.coordinator_rows).remove(id);
+    }
+
+    /// What the exposition shows of a coordinator, if anything.
+    pub fn coordinator(&self, id: &str) -> Option<CoordinatorSample> {
+        lock(&self.coordinator_rows).get(id).map(|row| row.sample)
     }
 
     /// Counts one refused or ignored event.
     pub fn reject(&self, reason: &str) {
         self.events_rejected.with_label_values(&[reason]).inc();
+        self.touch();
+    }
+
+    /// Says that families of the control loop changed: the next scrape
+    /// encodes them again. Call it after the change, before anyone can learn
+    /// of it (a reply, a published snapshot).
+    pub fn touch(&self) {
+        self.exposition.touch();
     }
 
     /// Prometheus text format 0.0.4.
     pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 * 1024);
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("encoding into a Vec cannot fail");
-        out
+        self.exposition.render(|out| {
+            series::encode_providers(&self.providers, out);
+            series::encode_coordinators(&lock(&self.coordinator_rows), out);
+        })
     }
 }
 
@@ -292,6 +331,67 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?}");
         }
+    }
+
+    #[test]
+    fn every_family_appears_once() {
+        let text = String::from_utf8(Metrics::new(&["ibkr"]).render()).expect("utf-8");
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            assert!(seen.insert(line.to_owned()), "{line} twice");
+        }
+        for name in [
+            "pipeline_rate_scale_factor",
+            "mdp_rate_tokens_granted_total",
+            "mdp_replicas",
+            "mdp_build_info",
+        ] {
+            assert!(
+                seen.iter().any(|l| l.split(' ').nth(2) == Some(name)),
+                "no {name}"
+            );
+        }
+        #[cfg(target_os = "linux")]
+        assert!(seen.iter().any(|l| l.contains("process_cpu_seconds_total")));
+    }
+
+    fn value(metrics: &Metrics, series: &str) -> Option<f64> {
+        let text = String::from_utf8(metrics.render()).expect("utf-8");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn a_touched_change_shows_in_the_next_scrape() {
+        let metrics = Metrics::new(&["ibkr"]);
+        let series = "pipeline_rate_scale_factor{provider=\"ibkr\"}";
+        assert_eq!(value(&metrics, series), Some(1.0));
+        metrics.provider("ibkr").expect("configured").scale.set(0.5);
+        metrics.touch();
+        assert_eq!(value(&metrics, series), Some(0.5));
+    }
+
+    #[test]
+    fn changes_made_outside_the_loop_show_without_a_touch() {
+        let metrics = Metrics::new(&["ibkr"]);
+        let series = "mdp_rate_tokens_granted_total{provider=\"ibkr\"}";
+        assert_eq!(value(&metrics, series), Some(0.0));
+        metrics
+            .tokens_granted
+            .with_label_values(&["ibkr"])
+            .inc_by(3);
+        assert_eq!(value(&metrics, series), Some(3.0));
+        metrics.reject("malformed");
+        let rejected = "mdp_feedback_events_rejected_total{reason=\"malformed\"}";
+        assert_eq!(value(&metrics, rejected), Some(1.0));
+    }
+
+    #[test]
+    fn clones_share_the_metrics() {
+        let metrics = Metrics::new(&["ibkr"]);
+        let clone = metrics.clone();
+        clone.replicas.set(4);
+        assert_eq!(metrics.replicas.get(), 4);
     }
 
     #[test]

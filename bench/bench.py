@@ -1,0 +1,919 @@
+#!/usr/bin/env python3
+"""Benchmark driver for mdp (stdlib only): mdp, the Python service it replaces
+and a bare warp server, loaded side by side with wrk. Called by bench/run.sh,
+which builds the binaries and the venv; see BENCHMARKS.md.
+
+Every load run is bounded in time and aimed at 127.0.0.1 only.
+"""
+
+import argparse
+import atexit
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WRK_DIR = os.path.join(HERE, "wrk")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+
+# Goals of issue 7.
+GOAL_METRICS_VS_PY = 30.0
+GOAL_HEALTH_VS_PY = 10.0
+GOAL_HEALTH_VS_WARP = 0.80
+GOAL_FEEDBACK_RPS = 30_000
+GOAL_FEEDBACK_P99_US = 2_000
+GOAL_EVENT_P99_US = 50.0
+GOAL_RSS_IDLE = 16 * MIB
+GOAL_RSS_LOAD = 32 * MIB
+GOAL_READY_MS = 50.0
+GOAL_SCRAPE_1000_MS = 5.0
+
+STARTED = []  # every process this driver started, killed at exit
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc, timeout=5.0):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc in STARTED:
+        STARTED.remove(proc)
+
+
+def stop_all():
+    for proc in list(STARTED):
+        stop(proc, timeout=2.0)
+
+
+def proc_status(pid):
+    """VmRSS and VmHWM in bytes."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def proc_cpu_seconds(pid):
+    """User + system CPU seconds of the whole process (all threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def http_status(port, path, timeout=1.0):
+    """Status code of one GET, or None when nothing answers yet."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+            )
+            head = b""
+            while b"\r\n" not in head:
+                chunk = s.recv(256)
+                if not chunk:
+                    return None
+                head += chunk
+            return int(head.split(b" ", 2)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Server:
+    """One long-running target: started once, loaded many times."""
+
+    def __init__(self, name, argv, port, ready_path, workdir, env=None):
+        self.name, self.argv, self.port = name, argv, port
+        self.ready_path, self.workdir, self.env = ready_path, workdir, env
+        self.proc = None
+
+    def start(self, timeout=30.0):
+        logfile = open(os.path.join(self.workdir, f"{self.name}.log"), "ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.workdir,
+            env=self.env, stdin=subprocess.DEVNULL,
+        )
+        STARTED.append(self.proc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {logfile.name}")
+            if http_status(self.port, self.ready_path) == 200:
+                return self
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.name} not ready within {timeout}s")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self):
+        if self.proc:
+            stop(self.proc)
+
+
+def time_to_ready(argv, port, path, workdir, env=None, timeout=20.0):
+    """Seconds from just before exec to the first 200 on `path` (polled every 0.5 ms)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=workdir, env=env, stdin=subprocess.DEVNULL)
+    STARTED.append(proc)
+    try:
+        while time.perf_counter() - t0 < timeout:
+            if http_status(port, path) == 200:
+                return time.perf_counter() - t0
+            if proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited with {proc.returncode} before ready")
+            time.sleep(0.0005)
+        raise RuntimeError(f"{argv[0]} not ready within {timeout}s")
+    finally:
+        stop(proc)
+
+
+# ---------------------------------------------------------------- wrk
+
+
+def wrk(url, script, args, pid=None, connections=None, duration=None, env=None):
+    """One bounded wrk run; returns req/s, latency percentiles (us), errors,
+    and the target's CPU seconds and RSS during the run."""
+    duration = duration or args.duration
+    connections = connections or args.connections
+    threads = min(args.threads, connections)
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
+           "--timeout", "2s", "-s", script, url]
+    run_env = dict(os.environ, **(env or {}))
+    cpu0 = proc_cpu_seconds(pid) if pid else None
+    proc = subprocess.Popen(cmd, cwd=WRK_DIR, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=run_env)
+    STARTED.append(proc)
+    rss_samples = []
+    if pid:
+        for _ in range(max(1, int(duration * 2) - 1)):
+            time.sleep(0.5)
+            rss_samples.append(proc_status(pid)["VmRSS"])
+    try:
+        out, err = proc.communicate(timeout=duration + 30)
+    finally:
+        stop(proc)
+    cpu1 = proc_cpu_seconds(pid) if pid else None
+    match = re.search(r"^WRK_JSON (.*)$", out, re.M)
+    if not match:
+        raise RuntimeError(f"wrk produced no summary for {url}: {out}\n{err}")
+    r = json.loads(match.group(1))
+    seconds = r["duration_us"] / 1e6
+    result = {
+        "rps": r["requests"] / seconds,
+        "requests": r["requests"],
+        "p50_us": r["p50_us"], "p90_us": r["p90_us"], "p99_us": r["p99_us"],
+        "p999_us": r["p999_us"], "max_us": r["lat_max_us"],
+        "non2xx": r["status_errors"],
+        "socket_errors": r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"],
+        "bytes_per_req": r["bytes"] / max(1, r["requests"]),
+    }
+    if pid:
+        result["cpu_s"] = cpu1 - cpu0
+        result["cpu_us_per_req"] = (cpu1 - cpu0) / max(1, r["requests"]) * 1e6
+        result["rss_max"] = max(rss_samples)
+    return result
+
+
+def scrape(port, path="/metrics"):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    body = conn.getresponse().read()
+    conn.close()
+    return body
+
+
+def histogram(text, name):
+    """Cumulative buckets {le: count} of one histogram in an exposition."""
+    buckets = {}
+    for m in re.finditer(name + r'_bucket\{le="([^"]+)"\} (\S+)', text):
+        buckets[float(m.group(1))] = float(m.group(2))
+    return buckets
+
+
+def histogram_quantile(before, after, q):
+    """(bucket upper bound, linear estimate) of quantile q of the observations
+    between two scrapes, as Prometheus' histogram_quantile computes it."""
+    bounds = sorted(after)
+    delta = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = delta[-1]
+    if total <= 0:
+        return None, None
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in zip(bounds, delta):
+        if count >= rank:
+            if bound == float("inf"):
+                return bound, lower_bound
+            share = (rank - lower_count) / max(count - lower_count, 1e-9)
+            return bound, lower_bound + (bound - lower_bound) * share
+        lower_bound, lower_count = bound, count
+    return None, None
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def measure_startup(targets, args, workdir):
+    out = {}
+    for name, make_argv, path, n in targets:
+        times = []
+        for _ in range(n):
+            port = free_port()
+            times.append(time_to_ready(make_argv(port), port, path, workdir))
+        out[name] = {
+            "median_ms": statistics.median(times) * 1e3,
+            "min_ms": min(times) * 1e3, "max_ms": max(times) * 1e3, "n": n,
+            "path": path,
+        }
+        log(f"startup {name}: median {out[name]['median_ms']:.1f} ms over {n}")
+    return out
+
+
+def load_rounds(plan, args):
+    """plan: list of (target, route, Server, path, script, env). Each round
+    runs every entry once; the order rotates between rounds."""
+    results = {}
+    for rnd in range(args.rounds):
+        order = plan[rnd % len(plan):] + plan[:rnd % len(plan)]
+        for target, route, server, path, script, env in order:
+            hist_before = None
+            if route == "POST /feedback":
+                hist_before = histogram(scrape(server.port).decode(),
+                                        "mdp_feedback_event_to_scale_seconds")
+            r = wrk(server.url(path), script, args, pid=server.pid, env=env)
+            if hist_before is not None:
+                after = histogram(scrape(server.port).decode(),
+                                  "mdp_feedback_event_to_scale_seconds")
+                r["hist_p50"] = histogram_quantile(hist_before, after, 0.50)
+                r["hist_p99"] = histogram_quantile(hist_before, after, 0.99)
+            results.setdefault((target, route), []).append(r)
+            log(f"round {rnd + 1}/{args.rounds} {target:9} {route:28} "
+                f"{r['rps']:>10.0f} req/s  p99 {r['p99_us'] / 1e3:.2f} ms  "
+                f"non2xx {r['non2xx']}  errors {r['socket_errors']}")
+            time.sleep(args.pause)
+    return results
+
+
+def median_of(runs, key):
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def post_coordinators(port, n):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for i in range(n):
+        body = json.dumps({"coordinator_id": f"store_{i:04d}", "queue_size": 100 + i,
+                           "capacity": 10000, "level": "ok"})
+        conn.request("POST", "/feedback", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"coordinator {i}: /feedback answered {response.status}")
+    conn.close()
+
+
+def measure_metrics_scaling(args, workdir, binaries):
+    """binaries: [(label, path)]; sizes outer, binaries inner (interleaved)."""
+    out = []
+    for n in args.sizes:
+        for label, binary in binaries:
+            row = scrape_at_size(args, workdir, label, binary, n)
+            out.append(row)
+    return out
+
+
+def scrapes_after_changes(port, pid, iterations):
+    """Scrape latency when every scrape follows a change (a feedback event),
+    so nothing cached can answer it: the cost Prometheus sees every 15 s.
+    Times the first byte of each response (mdp encodes the whole body before
+    it answers), on a raw keep-alive socket; returns (p50 us, p99 us, mdp CPU
+    us per event + scrape)."""
+    feedback = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    times = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cpu0 = proc_cpu_seconds(pid)
+        for i in range(iterations):
+            body = json.dumps({"coordinator_id": "store_0000", "queue_size": 100 + i % 50,
+                               "capacity": 10000, "level": "ok"})
+            feedback.request("POST", "/feedback", body, {"Content-Type": "application/json"})
+            feedback.getresponse().read()
+            t0 = time.perf_counter()
+            s.sendall(request)
+            head = s.recv(65536)
+            times.append(time.perf_counter() - t0)
+            while b"\r\n\r\n" not in head:
+                head += s.recv(65536)
+            header, _, rest = head.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", header).group(1))
+            remaining = length - len(rest)
+            while remaining > 0:
+                remaining -= len(s.recv(min(remaining, 1 << 20)))
+        cpu = proc_cpu_seconds(pid) - cpu0
+    feedback.close()
+    times.sort()
+    return (times[len(times) // 2] * 1e6, times[min(len(times) - 1, int(len(times) * 0.99))] * 1e6,
+            cpu / iterations * 1e6)
+
+
+def scrape_at_size(args, workdir, label, binary, n):
+    """One mdp with n providers and n coordinators: size and cost of a scrape."""
+    port = free_port()
+    argv = [binary, "serve", "--listen", f"127.0.0.1:{port}",
+            "--max-coordinators", str(max(256, n)), "--log", "warn"]
+    for i in range(n):
+        argv += ["--provider", f"p{i:04d}=100/s,burst=100"]
+    server = Server(f"{label}-scale-{n}", argv, port, "/ready", workdir).start()
+    try:
+        post_coordinators(port, n)
+        body = scrape(port).decode()
+        series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
+        r = wrk(server.url("/metrics"), "get.lua", args, pid=server.pid,
+                connections=1, duration=args.scale_duration)
+        changed = scrapes_after_changes(port, server.pid, args.scale_iterations)
+        rss = proc_status(server.pid)
+    finally:
+        server.stop()
+    log(f"{label} /metrics at {n} providers + {n} coordinators: {series} series, "
+        f"{len(body)} bytes, p50 {r['p50_us']} us, p99 {r['p99_us']} us; after a change "
+        f"p50 {changed[0]:.0f} us, p99 {changed[1]:.0f} us")
+    return {"target": label, "n": n, "series": series, "bytes": len(body), "rps": r["rps"],
+            "p50_us": r["p50_us"], "p99_us": r["p99_us"],
+            "cpu_us_per_req": r["cpu_us_per_req"], "rss": rss["VmHWM"],
+            "changed_p50_us": changed[0], "changed_p99_us": changed[1],
+            "changed_cpu_us": changed[2],
+            "non2xx": r["non2xx"], "socket_errors": r["socket_errors"]}
+
+
+def measure_sse(label, server, args):
+    # Baseline: the same process with no stream open, same window.
+    cpu0 = proc_cpu_seconds(server.pid)
+    time.sleep(args.sse_seconds)
+    idle_cpu = proc_cpu_seconds(server.pid) - cpu0
+    clients = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "sse_clients.py"), "--port", str(server.port),
+         "--clients", str(args.sse_clients), "--seconds", str(args.sse_seconds + 1.5)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    STARTED.append(clients)
+    try:
+        line = clients.stdout.readline()
+        connected = int(line.split()[1]) if line.startswith("CONNECTED") else 0
+        time.sleep(1.0)  # let the connect burst settle out of the window
+        cpu0 = proc_cpu_seconds(server.pid)
+        time.sleep(args.sse_seconds)
+        cpu = proc_cpu_seconds(server.pid) - cpu0
+        rss = proc_status(server.pid)["VmRSS"]
+        out, _ = clients.communicate(timeout=args.sse_seconds + 30)
+    finally:
+        stop(clients)
+    summary = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    events_per_stream_s = None
+    if summary.get("events") is not None and connected:
+        events_per_stream_s = summary["events"] / connected / summary["seconds"]
+    result = {"target": label, "clients": args.sse_clients, "connected": connected,
+              "window_s": args.sse_seconds, "cpu_s": cpu, "idle_cpu_s": idle_cpu,
+              "events": summary.get("events"), "errors": summary.get("errors"),
+              "events_per_stream_s": events_per_stream_s, "rss": rss}
+    log(f"SSE {label}: {connected}/{args.sse_clients} streams, {cpu:.3f} CPU s over "
+        f"{args.sse_seconds}s (idle {idle_cpu:.3f}), events {result['events']}")
+    return result
+
+
+def run_event_latency(args, binary):
+    events = "10000" if args.smoke else "100000"
+    out = subprocess.run([binary, events], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    log(f"event -> scale in process: p99 {result['round_trip_us']['p99']:.1f} us")
+    return result
+
+
+def criterion_results(directory):
+    """Median point estimates (ns) of every criterion benchmark found."""
+    out = {}
+    if not directory or not os.path.isdir(directory):
+        return out
+    for root, _, files in os.walk(directory):
+        if os.path.basename(root) == "new" and "estimates.json" in files:
+            try:
+                with open(os.path.join(root, "benchmark.json")) as f:
+                    bench_id = json.load(f)["full_id"]
+                with open(os.path.join(root, "estimates.json")) as f:
+                    out[bench_id] = json.load(f)["median"]["point_estimate"]
+            except (OSError, KeyError, ValueError):
+                continue
+    return out
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    return {"nproc": os.cpu_count(), "cpu": model, "memory_gib": mem_kb / 1024 / 1024,
+            "kernel": platform.release(), "load_before": os.getloadavg()}
+
+
+def tree_size(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def tool_version(argv):
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (p.stdout + p.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt_rate(v):
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def fmt_ms(us):
+    return "—" if us is None else f"{us / 1e3:.2f}"
+
+
+def fmt_mib(b):
+    return "—" if b is None else f"{b / MIB:.1f}"
+
+
+def verdict(ok):
+    if ok is None:
+        return "not measured"
+    return "**met**" if ok else "**not met**"
+
+
+def report(data, args):
+    L = []
+    m = data["machine"]
+    L.append(f"# mdp benchmark — {data['when']}{' (smoke)' if args.smoke else ''}\n")
+    L.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']:.1f} GiB, "
+             f"Linux {m['kernel']}; load average before the run "
+             f"{' / '.join(f'{x:.2f}' for x in m['load_before'])}, after "
+             f"{' / '.join(f'{x:.2f}' for x in data['load_after'])}.  ")
+    L.append(f"Load: `wrk -t{args.threads} -c{args.connections} -d{args.duration}s`, "
+             f"{args.rounds} round(s), targets interleaved (order rotates each round); "
+             f"figures are medians over rounds. {data['wrk_version']}.  ")
+    L.append(f"Targets: mdp `{data['build']}` build; Python service "
+             f"{data['python'].get('label', '—')}; bare warp (`examples/bare_warp.rs`, "
+             f"the loopback ceiling)"
+             + "".join(f"; {t} (`--compare`)" for t in data["targets"]
+                       if t not in ("mdp", "Python", "bare warp")) + ".\n")
+
+    L.append("## Throughput and latency\n")
+    L.append("| route | target | req/s (median) | req/s range | p50 ms | p90 ms | p99 ms "
+             "| p99.9 ms | CPU µs/req | non-2xx | socket errors |")
+    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for (target, route), runs in data["load"].items():
+        rps = [r["rps"] for r in runs]
+        L.append(
+            f"| `{route}` | {target} | {fmt_rate(median_of(runs, 'rps'))} | "
+            f"{min(rps):,.0f}–{max(rps):,.0f} | {fmt_ms(median_of(runs, 'p50_us'))} | "
+            f"{fmt_ms(median_of(runs, 'p90_us'))} | {fmt_ms(median_of(runs, 'p99_us'))} | "
+            f"{fmt_ms(median_of(runs, 'p999_us'))} | "
+            f"{median_of(runs, 'cpu_us_per_req') or 0:.1f} | "
+            f"{sum(r['non2xx'] for r in runs)} | {sum(r['socket_errors'] for r in runs)} |")
+    for route, why in data["python"].get("missing_routes", {}).items():
+        L.append(f"| `{route}` | Python | — | | | | | | | | {why} |")
+    L.append("")
+
+    g = data["goals"]
+    L.append("## Ratios and goals (issue 7)\n")
+    L.append("| goal | measured | target | verdict |")
+    L.append("|---|--:|--:|---|")
+    for row in g:
+        L.append(f"| {row['goal']} | {row['measured']} | {row['target']} | {verdict(row['ok'])} |")
+    L.append("")
+
+    targets = data["targets"]
+    L.append("## Memory, start-up, size\n")
+    L.append("| | " + " | ".join(targets) + " |")
+    L.append("|---|" + "--:|" * len(targets))
+    mem = data["memory"]
+    for key, title in [("idle", "RSS idle (VmRSS, 2 s after ready), MiB"),
+                       ("load", "RSS under load (max VmRSS sampled during the wrk runs), MiB"),
+                       ("hwm", "peak RSS over the whole run (VmHWM; mdp: includes the SSE fan-out), MiB")]:
+        L.append(f"| {title} | " + " | ".join(fmt_mib(mem.get(t, {}).get(key)) for t in targets) + " |")
+    st = data["startup"]
+
+    def start_cell(t):
+        s = st.get(t)
+        if not s:
+            return "—"
+        return f"{s['median_ms']:.1f} ({s['min_ms']:.1f}–{s['max_ms']:.1f}, n={s['n']}, `{s['path']}`)"
+    L.append("| exec → first 200, ms: median (min–max, starts, route) | "
+             + " | ".join(start_cell(t) for t in targets) + " |")
+    sz = data["sizes"]
+    L.append("| on disk, MiB (binary; Python: the venv) | "
+             + " | ".join(fmt_mib(sz.get(t)) for t in targets) + " |")
+    L.append("")
+
+    L.append("## `/metrics` cost as providers and coordinators grow\n")
+    L.append(f"One mdp per size, started with N `--provider` flags, then N coordinators "
+             f"posted. *Back to back*: `wrk -c1 -d{args.scale_duration}s` (one connection, so "
+             f"latency = service time; nothing changes between scrapes). *After a change*: "
+             f"{args.scale_iterations} times, one feedback event then one scrape, timed to the "
+             f"first byte of the answer (mdp encodes the whole body first); this is what a "
+             f"Prometheus scrape every 15 s costs. CPU after a change includes the event.\n")
+    L.append("| target | providers = coordinators | series | bytes | back to back: scrapes/s | p50 ms | p99 ms | CPU µs/scrape "
+             "| after a change: p50 ms | p99 ms | CPU µs | CPU ns/series | peak RSS MiB |")
+    L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for row in sorted(data["scaling"], key=lambda r: (targets.index(r["target"]), r["n"])):
+        L.append(f"| {row['target']} | {row['n']} | {row['series']:,} | {row['bytes']:,} | {row['rps']:,.0f} | "
+                 f"{fmt_ms(row['p50_us'])} | {fmt_ms(row['p99_us'])} | {row['cpu_us_per_req']:.0f} | "
+                 f"{fmt_ms(row['changed_p50_us'])} | {fmt_ms(row['changed_p99_us'])} | "
+                 f"{row['changed_cpu_us']:.0f} | {row['changed_cpu_us'] * 1e3 / row['series']:.0f} | "
+                 f"{fmt_mib(row['rss'])} |")
+    L.append("")
+
+    if data.get("sse"):
+        L.append("## SSE fan-out\n")
+        L.append("| target | streams open | connected | window | events per stream per s | CPU s in the window (% of one core) | same, no stream open | RSS MiB |")
+        L.append("|---|--:|--:|--:|--:|--:|--:|--:|")
+        for sse in data["sse"]:
+            rate = sse.get("events_per_stream_s")
+            L.append(f"| {sse['target']} | {sse['clients']} | {sse['connected']} | {sse['window_s']} s | "
+                     f"{'—' if rate is None else f'{rate:.2f}'} | "
+                     f"{sse['cpu_s']:.2f} ({sse['cpu_s'] / sse['window_s'] * 100:.1f} %) | "
+                     f"{sse['idle_cpu_s']:.2f} | {fmt_mib(sse['rss'])} |")
+        L.append("")
+
+    L.append("## Event → new scale\n")
+    L.append("| target | measurement | p50 µs | p99 µs | p99.9 µs | max µs |")
+    L.append("|---|---|--:|--:|--:|--:|")
+    for label, ev in data.get("event_latency", {}).items():
+        rt = ev["round_trip_us"]
+        L.append(f"| {label} | in process, every event changes the scale ({ev['events']:,} events, "
+                 f"`examples/event_latency.rs`: send → loop applies → reply) | {rt['p50']:.1f} | "
+                 f"{rt['p99']:.1f} | {rt['p999']:.1f} | {rt['max']:.1f} |")
+    for label in targets:
+        fb = data["load"].get((label, "POST /feedback"))
+        if not fb:
+            continue
+        p50 = [r["hist_p50"][1] for r in fb if r.get("hist_p50") and r["hist_p50"][1] is not None]
+        p99 = [r["hist_p99"] for r in fb if r.get("hist_p99") and r["hist_p99"][0] is not None]
+        if p99 and p50:
+            bound = statistics.median(b for b, _ in p99) * 1e6
+            est = statistics.median(e for _, e in p99) * 1e6
+            L.append(f"| {label} | under the `POST /feedback` load (the service's own histogram "
+                     f"`mdp_feedback_event_to_scale_seconds`: handler start → scale in force, "
+                     f"queueing included) | {statistics.median(p50) * 1e6:.1f} | {est:.1f} "
+                     f"(bucket ≤ {bound:g}) | | |")
+    L.append("")
+
+    compared = [t for t in targets if t not in ("mdp", "Python", "bare warp")]
+    for label in compared:
+        L.append(f"## mdp against {label}\n")
+        L.append(f"| route | mdp req/s | {label} req/s | ratio | mdp CPU µs/req | {label} CPU µs/req | mdp p99 ms | {label} p99 ms |")
+        L.append("|---|--:|--:|--:|--:|--:|--:|--:|")
+        for (target, route), runs in data["load"].items():
+            if target != "mdp" or (label, route) not in data["load"]:
+                continue
+            other = data["load"][(label, route)]
+            a, b = median_of(runs, "rps"), median_of(other, "rps")
+            L.append(f"| `{route}` | {fmt_rate(a)} | {fmt_rate(b)} | {a / b:.2f}x | "
+                     f"{median_of(runs, 'cpu_us_per_req'):.1f} | {median_of(other, 'cpu_us_per_req'):.1f} | "
+                     f"{fmt_ms(median_of(runs, 'p99_us'))} | {fmt_ms(median_of(other, 'p99_us'))} |")
+        L.append("")
+
+    crit = data.get("criterion")
+    if crit:
+        L.append("## Criterion (in process, median)\n")
+        L.append("| benchmark | median |")
+        L.append("|---|--:|")
+        for name, ns in sorted(crit.items()):
+            value = f"{ns:.1f} ns" if ns < 1e3 else (f"{ns / 1e3:.2f} µs" if ns < 1e6 else f"{ns / 1e6:.2f} ms")
+            L.append(f"| {name} | {value} |")
+        L.append("")
+    L.append(f"Command: `{data['command']}`\n")
+    return "\n".join(L)
+
+
+def goals(data):
+    load = data["load"]
+
+    def med(target, route, key="rps"):
+        runs = load.get((target, route))
+        return median_of(runs, key) if runs else None
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    rows = []
+    metrics_ratio = ratio(med("mdp", "GET /metrics"), med("Python", "GET /metrics"))
+    rows.append({"goal": "`/metrics` req/s vs Python",
+                 "measured": "—" if metrics_ratio is None else f"{metrics_ratio:.1f}x",
+                 "target": f"≥ {GOAL_METRICS_VS_PY:.0f}x",
+                 "ok": None if metrics_ratio is None else metrics_ratio >= GOAL_METRICS_VS_PY})
+    health_py = ratio(med("mdp", "GET /health"), med("Python", "GET /health"))
+    rows.append({"goal": "`/health` req/s vs Python",
+                 "measured": "—" if health_py is None else f"{health_py:.1f}x",
+                 "target": f"≥ {GOAL_HEALTH_VS_PY:.0f}x",
+                 "ok": None if health_py is None else health_py >= GOAL_HEALTH_VS_PY})
+    health_warp = ratio(med("mdp", "GET /health"), med("bare warp", "GET /health"))
+    rows.append({"goal": "`/health` req/s vs bare warp",
+                 "measured": "—" if health_warp is None else f"{health_warp * 100:.0f} %",
+                 "target": f"≥ {GOAL_HEALTH_VS_WARP * 100:.0f} %",
+                 "ok": None if health_warp is None else health_warp >= GOAL_HEALTH_VS_WARP})
+    fb_rps, fb_p99 = med("mdp", "POST /feedback"), med("mdp", "POST /feedback", "p99_us")
+    rows.append({"goal": "`POST /feedback` events/s",
+                 "measured": fmt_rate(fb_rps), "target": f"≥ {GOAL_FEEDBACK_RPS:,}",
+                 "ok": None if fb_rps is None else fb_rps >= GOAL_FEEDBACK_RPS})
+    rows.append({"goal": "`POST /feedback` p99 latency (wrk)",
+                 "measured": "—" if fb_p99 is None else f"{fb_p99 / 1e3:.2f} ms",
+                 "target": f"< {GOAL_FEEDBACK_P99_US / 1e3:.0f} ms",
+                 "ok": None if fb_p99 is None else fb_p99 < GOAL_FEEDBACK_P99_US})
+    ev = data.get("event_latency", {}).get("mdp")
+    ev_p99 = ev["round_trip_us"]["p99"] if ev else None
+    rows.append({"goal": "event → new scale p99, in process",
+                 "measured": "—" if ev_p99 is None else f"{ev_p99:.1f} µs",
+                 "target": f"< {GOAL_EVENT_P99_US:.0f} µs",
+                 "ok": None if ev_p99 is None else ev_p99 < GOAL_EVENT_P99_US})
+    mem = data["memory"].get("mdp", {})
+    rows.append({"goal": "mdp RSS idle", "measured": f"{fmt_mib(mem.get('idle'))} MiB",
+                 "target": f"< {GOAL_RSS_IDLE // MIB} MiB",
+                 "ok": None if mem.get("idle") is None else mem["idle"] < GOAL_RSS_IDLE})
+    peak = mem.get("hwm")
+    rows.append({"goal": "mdp RSS under load (peak over the run)",
+                 "measured": f"{fmt_mib(peak)} MiB", "target": f"< {GOAL_RSS_LOAD // MIB} MiB",
+                 "ok": None if peak is None else peak < GOAL_RSS_LOAD})
+    st = data["startup"].get("mdp")
+    rows.append({"goal": "mdp exec → `/ready` 200 (median; max in brackets)",
+                 "measured": "—" if not st else f"{st['median_ms']:.1f} ms ({st['max_ms']:.1f})",
+                 "target": f"< {GOAL_READY_MS:.0f} ms",
+                 "ok": None if not st else st["median_ms"] < GOAL_READY_MS})
+    scaling = {row["n"]: row for row in data["scaling"] if row["target"] == "mdp"}
+    big = scaling.get(1000)
+    worst = None if not big else max(big["p99_us"], big["changed_p99_us"])
+    rows.append({"goal": "`/metrics` scrape at 1000 providers + 1000 coordinators (p99, the worse "
+                         "of back to back and after a change)",
+                 "measured": "—" if not big else f"{worst / 1e3:.2f} ms",
+                 "target": f"< {GOAL_SCRAPE_1000_MS:.0f} ms",
+                 "ok": None if not big else worst / 1e3 < GOAL_SCRAPE_1000_MS})
+    linear = None
+    sizes = sorted(scaling)
+    if len(sizes) >= 3:
+        # Marginal CPU per added series between consecutive sizes: flat when linear.
+        marginal = []
+        for a, b in zip(sizes[1:], sizes[2:]):
+            ra, rb = scaling[a], scaling[b]
+            marginal.append((rb["changed_cpu_us"] - ra["changed_cpu_us"]) / (rb["series"] - ra["series"]))
+        spread = max(marginal) / min(marginal) if min(marginal) > 0 else float("inf")
+        linear = (spread <= 2.0, marginal)
+    rows.append({"goal": "`/metrics` cost linear in series (CPU per added series after a change, "
+                         "between consecutive sizes, flat within 2x)",
+                 "measured": "—" if linear is None else
+                 " → ".join(f"{m * 1e3:.0f} ns" for m in linear[1]),
+                 "target": "linear", "ok": None if linear is None else linear[0]})
+    return rows
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--mdp", required=True)
+    p.add_argument("--bare-warp", required=True)
+    p.add_argument("--event-latency")
+    p.add_argument("--build", default="release")
+    p.add_argument("--venv", help="venv with market-data-pipeline and uvicorn")
+    p.add_argument("--no-python", metavar="REASON", help="skip the Python service, saying why")
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--duration", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--pause", type=float, default=1.0)
+    p.add_argument("--starts", type=int, default=20)
+    p.add_argument("--python-starts", type=int, default=5)
+    p.add_argument("--sizes", default="1,10,100,1000")
+    p.add_argument("--scale-duration", type=int, default=5)
+    p.add_argument("--scale-iterations", type=int, default=300)
+    p.add_argument("--sse-clients", type=int, default=500)
+    p.add_argument("--sse-seconds", type=int, default=10)
+    p.add_argument("--criterion-dir")
+    p.add_argument("--compare", action="append", default=[], metavar="LABEL=DIR",
+                   help="also load the mdp (and examples/event_latency) in this cargo "
+                        "profile directory, e.g. before=/tmp/old/target/release")
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--command", default=" ".join(sys.argv))
+    args = p.parse_args()
+    if args.smoke:
+        args.duration, args.rounds, args.starts, args.python_starts = 1, 1, 3, 1
+        args.scale_duration, args.sse_clients, args.sse_seconds = 1, 50, 2
+        args.scale_iterations = 20
+        args.sizes, args.pause = "1,10,100", 0.2
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    return args
+
+
+def main():
+    args = parse_args()
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    for tool in ("wrk",):
+        if subprocess.run(["which", tool], capture_output=True).returncode != 0:
+            sys.exit(f"bench: {tool} is not installed (Debian: apt-get install {tool})")
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ("-smoke" if args.smoke else "")
+    workdir = os.path.join(args.out, stamp)
+    os.makedirs(workdir, exist_ok=True)
+    data = {"when": when, "machine": machine(), "build": args.build,
+            "command": args.command, "wrk_version": tool_version(["wrk", "-v"])}
+
+    python_bin = None
+    data["python"] = {"missing_routes": {
+        "POST /feedback": "no such route in market-data-pipeline 0.8.1 (404): its feedback bus is in-process only",
+        "POST /api/v1/acquire": "no such route (404): rate pacing is in-process only",
+        "GET /api/v1/stream": "no such route (404)",
+    }}
+    if args.no_python:
+        data["python"]["label"] = f"skipped: {args.no_python}"
+        log(f"Python service skipped: {args.no_python}")
+    elif args.venv:
+        python_bin = os.path.join(args.venv, "bin", "python")
+        probe = ("import importlib.metadata as m\n"
+                 "for p in ('market-data-pipeline', 'uvicorn', 'uvloop', 'httptools'):\n"
+                 "    try: print(m.version(p))\n"
+                 "    except m.PackageNotFoundError: print('absent')\n")
+        version = subprocess.run([python_bin, "-c", probe], capture_output=True,
+                                 text=True).stdout.split()
+        if len(version) < 4:
+            sys.exit(f"bench: {args.venv} has no market-data-pipeline")
+        data["python"]["label"] = (
+            f"`market-data-pipeline=={version[0]}` under uvicorn {version[1]} "
+            f"(uvloop {version[2]}, httptools {version[3]}; "
+            f"`uvicorn market_data_pipeline.runners.api:app`, one worker, access log off)")
+
+    # Every mdp under test: this build, then any --compare LABEL=DIR builds.
+    mdps = [("mdp", args.mdp, args.event_latency)]
+    for spec in args.compare:
+        label, _, directory = spec.partition("=")
+        latency = os.path.join(directory, "examples", "event_latency")
+        mdps.append((label, os.path.join(directory, "mdp"),
+                     latency if os.path.exists(latency) else None))
+    data["targets"] = [label for label, _, _ in mdps] + (["Python"] if python_bin else []) + ["bare warp"]
+
+    def mdp_argv(binary):
+        return lambda port, extra=(): [binary, "serve", "--listen", f"127.0.0.1:{port}", *extra]
+
+    def warp_argv(port):
+        return [args.bare_warp, f"127.0.0.1:{port}"]
+
+    def python_argv(port):
+        return [python_bin, "-m", "uvicorn", "market_data_pipeline.runners.api:app",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                "--no-access-log"]
+
+    # Sizes on disk.
+    data["sizes"] = {label: os.path.getsize(path) for label, path, _ in mdps}
+    data["sizes"]["bare warp"] = os.path.getsize(args.bare_warp)
+    if python_bin:
+        data["sizes"]["Python"] = tree_size(args.venv)
+
+    # In-process latency and start-up first, on a machine not yet loaded.
+    data["event_latency"] = {label: run_event_latency(args, path)
+                             for label, _, path in mdps if path}
+    startup_targets = [(label, mdp_argv(path), "/ready", args.starts) for label, path, _ in mdps]
+    startup_targets.append(("bare warp", warp_argv, "/health", args.starts))
+    if python_bin:
+        startup_targets.append(("Python", python_argv, "/health", args.python_starts))
+    data["startup"] = measure_startup(startup_targets, args, workdir)
+
+    # The long-running targets.
+    servers = {}
+    for label, path, _ in mdps:
+        port = free_port()
+        servers[label] = Server(label, mdp_argv(path)(port, [
+            "--provider", "ibkr=60/s,burst=100",
+            "--provider", "bench=1000000000/s,burst=1000000000",
+            "--feedback-provider", "ibkr"]), port, "/ready", workdir).start()
+    port = free_port()
+    servers["bare warp"] = Server("bare-warp", warp_argv(port), port, "/health", workdir).start()
+    if python_bin:
+        port = free_port()
+        servers["Python"] = Server("python", python_argv(port), port, "/health", workdir).start(timeout=60)
+    time.sleep(2.0)
+    data["memory"] = {name: {"idle": proc_status(s.pid)["VmRSS"]} for name, s in servers.items()}
+
+    plan = []
+    for label, _, _ in mdps:
+        plan.append((label, "GET /health", servers[label], "/health", "get.lua", None))
+    if python_bin:
+        plan.append(("Python", "GET /health", servers["Python"], "/health", "get.lua", None))
+    plan.append(("bare warp", "GET /health", servers["bare warp"], "/health", "get.lua", None))
+    for label, _, _ in mdps:
+        plan.append((label, "GET /metrics", servers[label], "/metrics", "get.lua", None))
+    if python_bin:
+        plan.append(("Python", "GET /metrics", servers["Python"], "/metrics", "get.lua", None))
+    for route, path, script, env in [
+        ("POST /feedback", "/feedback", "feedback.lua", None),
+        ("POST /api/v1/acquire", "/api/v1/acquire", "acquire.lua", {"MDP_BENCH_PROVIDER": "bench"}),
+        ("POST /api/v1/acquire (429)", "/api/v1/acquire", "acquire.lua", {"MDP_BENCH_PROVIDER": "ibkr"}),
+    ]:
+        for label, _, _ in mdps:
+            plan.append((label, route, servers[label], path, script, env))
+    load = load_rounds(plan, args)
+    data["load"] = load
+    for name, server in servers.items():
+        runs = [r for (t, _), rs in load.items() if t == name for r in rs]
+        data["memory"][name]["load"] = max(r["rss_max"] for r in runs) if runs else None
+
+    data["sse"] = [measure_sse(label, servers[label], args) for label, _, _ in mdps]
+    for name, server in servers.items():
+        data["memory"][name]["hwm"] = proc_status(server.pid)["VmHWM"]
+    for server in servers.values():
+        server.stop()
+
+    data["scaling"] = measure_metrics_scaling(args, workdir, [(l, p) for l, p, _ in mdps])
+    data["criterion"] = criterion_results(args.criterion_dir)
+    data["load_after"] = os.getloadavg()
+    data["goals"] = goals(data)
+
+    text = report(data, args)
+    serialisable = dict(data, load={f"{t} | {r}": v for (t, r), v in load.items()})
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(serialisable, f, indent=1, default=str)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(args.out, "latest.md"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+    log(f"results in {workdir}")
+
+    # Smoke mode guards the harness and the routes, not the goals: fail on
+    # errors that mean something is broken.
+    problems = []
+    for (target, route), runs in load.items():
+        if route.endswith("(429)"):
+            continue
+        for r in runs:
+            if r["non2xx"] or r["socket_errors"] or r["requests"] == 0:
+                problems.append(f"{target} {route}: {r['non2xx']} non-2xx, "
+                                f"{r['socket_errors']} socket errors, {r['requests']} requests")
+    for sse in data["sse"]:
+        if sse["connected"] < sse["clients"]:
+            problems.append(f"SSE {sse['target']}: only {sse['connected']} of {sse['clients']} streams connected")
+    for row in data["scaling"]:
+        if row["non2xx"] or row["socket_errors"]:
+            problems.append(f"{row['target']} /metrics at {row['n']}: errors")
+    for p in problems:
+        log(f"PROBLEM: {p}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+-- Plain GET of the URL given to wrk (/health, /metrics, /ready).
+dofile("report.lua")
