@@ -81,7 +81,8 @@ pub(super) fn push_label(out: &mut String, name: &str, value: &str) {
 /// `Registry::gather`, which sorts the series themselves.
 pub(super) fn encode_collected(families: &[MetricFamily], out: &mut Vec<u8>) {
     use prometheus::proto::MetricType;
-    for family in families {
+    // Like `Registry::gather`, a family without series is left out.
+    for family in families.iter().filter(|f| !f.get_metric().is_empty()) {
         let kind = match family.get_field_type() {
             MetricType::COUNTER => "counter",
             MetricType::GAUGE => "gauge",
