@@ -499,6 +499,9 @@ def report(data, args):
     L = []
     m = data["machine"]
     L.append(f"# mdp benchmark — {data['when']}{' (smoke)' if args.smoke else ''}\n")
+    if args.smoke:
+        L.append("Smoke run: debug build, one second per target, no Python service. It checks "
+                 "that the harness and every route work; its figures say nothing about the goals.\n")
     L.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']:.1f} GiB, "
              f"Linux {m['kernel']}; load average before the run "
              f"{' / '.join(f'{x:.2f}' for x in m['load_before'])}, after "
@@ -596,7 +599,7 @@ def report(data, args):
     for label, ev in data.get("event_latency", {}).items():
         rt = ev["round_trip_us"]
         L.append(f"| {label} | in process, every event changes the scale ({ev['events']:,} events, "
-                 f"`examples/event_latency.rs`: send → loop applies → reply) | {rt['p50']:.1f} | "
+                 f"`examples/event_latency.rs`: a runtime task sends, the loop applies, the reply is back) | {rt['p50']:.1f} | "
                  f"{rt['p99']:.1f} | {rt['p999']:.1f} | {rt['max']:.1f} |")
     for label in targets:
         fb = data["load"].get((label, "POST /feedback"))
@@ -702,21 +705,38 @@ def goals(data):
                  "measured": "—" if not big else f"{worst / 1e3:.2f} ms",
                  "target": f"< {GOAL_SCRAPE_1000_MS:.0f} ms",
                  "ok": None if not big else worst / 1e3 < GOAL_SCRAPE_1000_MS})
-    linear = None
+    # Linear in series: the cost of each added series stays flat from one size
+    # to the next. Judged on the in-process render (criterion) when it ran,
+    # shown also over HTTP (time to first byte after a change, which adds the
+    # copy of a body that outgrows the CPU caches at 1000).
     sizes = sorted(scaling)
-    if len(sizes) >= 3:
-        # Marginal CPU per added series between consecutive sizes: flat when linear.
-        marginal = []
+    crit = data.get("criterion") or {}
+    group = "telemetry/render after a change (N providers + N coordinators)/"
+
+    def marginals(cost):
+        out = []
         for a, b in zip(sizes[1:], sizes[2:]):
-            ra, rb = scaling[a], scaling[b]
-            marginal.append((rb["changed_cpu_us"] - ra["changed_cpu_us"]) / (rb["series"] - ra["series"]))
-        spread = max(marginal) / min(marginal) if min(marginal) > 0 else float("inf")
-        linear = (spread <= 2.0, marginal)
-    rows.append({"goal": "`/metrics` cost linear in series (CPU per added series after a change, "
-                         "between consecutive sizes, flat within 2x)",
-                 "measured": "—" if linear is None else
-                 " → ".join(f"{m * 1e3:.0f} ns" for m in linear[1]),
-                 "target": "linear", "ok": None if linear is None else linear[0]})
+            if cost(a) is None or cost(b) is None:
+                return None
+            out.append((cost(b) - cost(a)) / (scaling[b]["series"] - scaling[a]["series"]))
+        return out or None
+
+    render = marginals(lambda n: crit.get(f"{group}{n}"))  # ns per series
+    http = marginals(lambda n: scaling[n]["changed_p50_us"] * 1e3)
+
+    def flat(m):
+        return m is not None and min(m) > 0 and max(m) / min(m) <= 2.0
+
+    shown = []
+    if render:
+        shown.append("render " + " → ".join(f"{m:.0f}" for m in render) + " ns")
+    if http:
+        shown.append("HTTP " + " → ".join(f"{m:.0f}" for m in http) + " ns")
+    rows.append({"goal": "`/metrics` cost linear in series (cost per added series between "
+                         "consecutive sizes flat within 2x; verdict on the render when criterion ran)",
+                 "measured": "; ".join(shown) or "—",
+                 "target": "linear",
+                 "ok": flat(render) if render else (flat(http) if http else None)})
     return rows
 
 

@@ -72,6 +72,8 @@ fn event_to_scale(c: &mut Criterion) {
         )
     });
     let mut i = 0u64;
+    // From the thread blocked in `block_on`: every event wakes a worker
+    // thread and every reply wakes this one (two cross-thread wake-ups).
     c.bench_function("engine/event -> new scale in force (round trip)", |b| {
         b.to_async(&runtime).iter(|| {
             i += 1;
@@ -93,6 +95,37 @@ fn event_to_scale(c: &mut Criterion) {
             }
         });
     });
+    // From a task on the runtime, as an HTTP handler sends events.
+    c.bench_function(
+        "engine/event -> new scale in force (round trip from a runtime task)",
+        |b| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let (engine, rates, first) = (engine.clone(), rates.clone(), i + 1);
+                i += iters;
+                async move {
+                    let task = tokio::spawn(async move {
+                        let started = std::time::Instant::now();
+                        for n in first..first + iters {
+                            let level = if n % 2 == 0 { Level::Hard } else { Level::Ok };
+                            let obs = Observation {
+                                level: Some(level),
+                                ts: n as f64,
+                                ..observation(n)
+                            };
+                            engine
+                                .observe(obs, tokio::time::Instant::now())
+                                .await
+                                .expect("loop runs");
+                            let expected = if level == Level::Hard { 0.0 } else { 1.0 };
+                            assert_eq!(rates.views()[0].scale, expected);
+                        }
+                        started.elapsed()
+                    });
+                    task.await.expect("the measuring task runs")
+                }
+            });
+        },
+    );
 }
 
 fn limiter(c: &mut Criterion) {

@@ -3,10 +3,12 @@
 //! median, this gives the tail.
 //!
 //! Every event flips the level between OK and HARD with no relax hold, so
-//! each one changes the scale: the worst case for the control loop. Two
-//! clocks are read: the caller's round trip (send the event to the loop, wait
-//! for its reply, with the new scale in force in the rate coordinator) and
-//! the loop's own `mdp_feedback_event_to_scale_seconds` histogram.
+//! each one changes the scale: the worst case for the control loop. Events
+//! are sent from a task on the service's kind of runtime, as an HTTP handler
+//! sends them. Two clocks are read: the sender's round trip (send the event
+//! to the loop, wait for its reply, with the new scale in force in the rate
+//! coordinator) and the loop's own `mdp_feedback_event_to_scale_seconds`
+//! histogram.
 //!
 //! `cargo run --release --example event_latency -- [EVENTS]` prints one JSON line.
 #![forbid(unsafe_code)]
@@ -79,25 +81,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             None,
             clock,
         );
-        let warmup = events / 10;
-        let mut samples = Vec::with_capacity(events as usize);
-        for i in 1..=warmup + events {
-            let obs = observation(i);
-            let expected = if i % 2 == 0 { 0.0 } else { 1.0 };
-            let started = Instant::now();
-            engine
-                .observe(obs, tokio::time::Instant::now())
-                .await
-                .ok_or("the control loop stopped")?;
-            let elapsed = started.elapsed();
-            if rates.views()[0].scale != expected {
-                return Err(format!("event {i}: scale not in force after the reply"));
+        let probe = rates.clone();
+        // Events come from a task on the runtime, as from an HTTP handler in
+        // the service (not from the thread blocked in `block_on`).
+        tokio::spawn(async move {
+            let warmup = events / 10;
+            let mut samples = Vec::with_capacity(events as usize);
+            for i in 1..=warmup + events {
+                let obs = observation(i);
+                let expected = if i % 2 == 0 { 0.0 } else { 1.0 };
+                let started = Instant::now();
+                engine
+                    .observe(obs, tokio::time::Instant::now())
+                    .await
+                    .ok_or("the control loop stopped")?;
+                let elapsed = started.elapsed();
+                if probe.views()[0].scale != expected {
+                    return Err(format!("event {i}: scale not in force after the reply"));
+                }
+                if i > warmup {
+                    samples.push(elapsed);
+                }
             }
-            if i > warmup {
-                samples.push(elapsed);
-            }
-        }
-        Ok(samples)
+            Ok(samples)
+        })
+        .await
+        .map_err(|e| e.to_string())?
     })?;
     let mut sorted = samples;
     sorted.sort_unstable();
