@@ -112,6 +112,13 @@ pub struct ServeArgs {
     /// Level a stale coordinator counts as (never ok).
     #[arg(long, env = "MDP_STALE_LEVEL", default_value = "soft")]
     pub stale_level: String,
+    /// Forget a coordinator silent for this long, its level and series with it
+    /// (default: never; `DELETE /api/v1/coordinators/{id}` forgets one at once).
+    #[arg(long, env = "MDP_FORGET_AFTER", value_parser = duration)]
+    pub forget_after: Option<Duration>,
+    /// Refuse events stamped further than this ahead of the receive time.
+    #[arg(long, env = "MDP_MAX_CLOCK_SKEW", default_value = "60s", value_parser = duration)]
+    pub max_clock_skew: Duration,
     /// Most coordinators tracked; events naming more are refused.
     #[arg(long, env = "MDP_MAX_COORDINATORS", default_value_t = 256)]
     pub max_coordinators: usize,
@@ -125,8 +132,9 @@ pub struct ServeArgs {
     /// Time limit of one poll.
     #[arg(long, env = "MDP_PULL_TIMEOUT", default_value = "2s", value_parser = duration)]
     pub pull_timeout: Duration,
-    /// Consecutive failed polls after which pulled coordinators are stale.
-    #[arg(long, env = "MDP_PULL_MAX_FAILURES", default_value_t = 3)]
+    /// Consecutive failed polls after which pulled coordinators are stale
+    /// (default: the first; the depth sample is withdrawn at once either way).
+    #[arg(long, env = "MDP_PULL_MAX_FAILURES", default_value_t = 1)]
     pub pull_max_failures: u32,
     /// A pulled coordinator missing from polls for this long is stale.
     #[arg(long, env = "MDP_PULL_TTL", default_value = "30s", value_parser = duration)]

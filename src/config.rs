@@ -54,6 +54,8 @@ pub struct ServeConfig {
     pub auth_reads: bool,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
+    /// Events stamped further ahead of the receive time are refused.
+    pub max_clock_skew: Duration,
 }
 
 impl TryFrom<ServeArgs> for ServeConfig {
@@ -107,7 +109,15 @@ impl TryFrom<ServeArgs> for ServeConfig {
             pull_max_failures: args.pull_max_failures,
             stale_level,
             max_coordinators: args.max_coordinators,
+            forget_after: args.forget_after,
+            pulled: args.store_metrics_url.is_some(),
         };
+        if args.forget_after.is_some_and(|after| after.is_zero()) {
+            return Err(refuse(
+                "forget-after",
+                "must be > 0 (leave it unset to never forget)",
+            ));
+        }
         let pull = args
             .store_metrics_url
             .clone()
@@ -152,6 +162,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             auth_reads: args.auth_reads,
             drain_delay: args.drain_delay,
             shutdown_timeout: args.shutdown_timeout,
+            max_clock_skew: args.max_clock_skew,
         })
     }
 }

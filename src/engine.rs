@@ -3,7 +3,9 @@
 //! rate coordinator.
 
 use crate::clock::{Clock, unix_now};
-use crate::control::{ControlEvent, Controller, CoordinatorView, Observation, Outcome, Source};
+use crate::control::{
+    ControlEvent, Controller, CoordinatorView, Depth, ForgetReason, Observation, Outcome, Source,
+};
 use crate::feedback::pull::{PollOutcome, PullConfig};
 use crate::level::Level;
 use crate::rate::RateCoordinator;
@@ -35,31 +37,56 @@ pub enum Command {
     },
     /// The result of one poll of the store (pull mode).
     Poll(PollOutcome),
+    /// Forget a coordinator (an operator's word); replies whether it was known.
+    Forget {
+        coordinator_id: String,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// The published state, rebuilt after every change.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
+    /// Bumped each time the state changes.
     pub seq: u64,
+    #[serde(flatten)]
+    pub state: State,
+    /// Monotonic time the snapshot was taken.
+    #[serde(skip)]
+    pub at: Duration,
+}
+
+impl Deref for Snapshot {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+/// What the loop knows. Equality is derived: a new field takes part in the
+/// change detection without anyone remembering to add it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct State {
     pub level: Level,
     pub raw_level: Level,
     pub scale: f64,
     pub target_scale: f64,
-    pub queue_depth: u64,
+    /// The depth that drives autoscaling; None while the polled store does not answer.
+    pub queue_depth: Option<u64>,
     pub capacity: Option<u64>,
+    /// Whether the polled store answered its last poll (None in push mode).
+    pub store_reachable: Option<bool>,
     pub coordinators: Vec<CoordinatorView>,
     pub flaps_suppressed: u64,
     pub pull_failures: u32,
-    /// Monotonic time the snapshot was taken (ages are relative to it).
-    #[serde(skip)]
-    pub at: Duration,
 }
 
 /// One history point.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Sample {
     pub t: f64,
-    pub queue_depth: u64,
+    pub queue_depth: Option<u64>,
     pub level: Level,
     pub scale: f64,
 }
@@ -167,15 +194,18 @@ pub fn spawn(
 fn empty_snapshot() -> Snapshot {
     Snapshot {
         seq: 0,
-        level: Level::Ok,
-        raw_level: Level::Ok,
-        scale: 1.0,
-        target_scale: 1.0,
-        queue_depth: 0,
-        capacity: None,
-        coordinators: Vec::new(),
-        flaps_suppressed: 0,
-        pull_failures: 0,
+        state: State {
+            level: Level::Ok,
+            raw_level: Level::Ok,
+            scale: 1.0,
+            target_scale: 1.0,
+            queue_depth: Some(0),
+            capacity: None,
+            store_reachable: None,
+            coordinators: Vec::new(),
+            flaps_suppressed: 0,
+            pull_failures: 0,
+        },
         at: Duration::ZERO,
     }
 }
@@ -253,6 +283,16 @@ impl Engine {
                 self.poll_result(outcome);
                 None
             }
+            Command::Forget {
+                coordinator_id,
+                reply,
+            } => {
+                let now = self.clock.now();
+                let known = self.controller.forget(&coordinator_id, now);
+                self.apply(now, Refresh::Changes);
+                let _ = reply.send(known);
+                None
+            }
         }
     }
 
@@ -262,6 +302,7 @@ impl Engine {
         match outcome {
             PollOutcome::Depths(depths) => {
                 self.metrics.polls.with_label_values(&["ok"]).inc();
+                self.controller.pull_succeeded();
                 let ts = unix_now();
                 for (id, depth) in depths {
                     let observation = Observation {
@@ -352,33 +393,48 @@ impl Engine {
                 }
             }
         }
-        let (depth, capacity) = self.controller.queue_depth();
-        self.series.queue_depth.set(depth as f64);
+        let depth = self.controller.depth();
+        self.series.set_queue_depth(&self.metrics, depth);
+        let store_reachable = self.controller.store_reachable();
+        if let Some(up) = store_reachable {
+            self.series.set_store_up(&self.metrics, up);
+        }
+        let (queue_depth, capacity) = match depth {
+            Depth::Known { depth, capacity } => (Some(depth), capacity),
+            Depth::Unknown => (None, None),
+        };
         let m = &self.metrics;
         m.flaps_suppressed.inc_by(
             self.controller
                 .flaps_suppressed()
                 .saturating_sub(m.flaps_suppressed.get()),
         );
-        let coordinators = self.controller.coordinators(now);
+        let coordinators = self.controller.coordinators();
         let stale = coordinators.iter().filter(|c| c.stale).count();
-        self.series.stale.set(stale as i64);
+        // A polled store that does not answer counts as a stale coordinator
+        // even before any was seen, so the staleness alert never misses it.
+        let blind = store_reachable == Some(false) && coordinators.is_empty();
+        self.series.stale.set((stale + usize::from(blind)) as i64);
         self.series.live.set((coordinators.len() - stale) as i64);
-        let snapshot = Snapshot {
-            seq: self.seq + 1,
+        let state = State {
             level,
             raw_level: self.controller.raw_level(),
             scale,
             target_scale: self.controller.target_scale(),
-            queue_depth: depth,
+            queue_depth,
             capacity,
+            store_reachable,
             coordinators,
             flaps_suppressed: self.controller.flaps_suppressed(),
             pull_failures: self.controller.pull_failures(),
-            at: now,
         };
-        if self.seq == 0 || !same_state(&snapshot, &self.publish.borrow()) {
+        if self.seq == 0 || state != self.publish.borrow().state {
             self.seq += 1;
+            let snapshot = Snapshot {
+                seq: self.seq,
+                state,
+                at: now,
+            };
             self.publish.send_replace(Arc::new(snapshot));
         }
     }
@@ -391,6 +447,20 @@ impl Engine {
                     .with_label_values(&[to.as_str()])
                     .inc();
                 tracing::info!(%from, %to, scale, "backpressure level changed");
+            }
+            ControlEvent::Forgotten {
+                coordinator_id,
+                why,
+            } => {
+                self.metrics.remove_coordinator(&coordinator_id);
+                match why {
+                    ForgetReason::Operator => {
+                        tracing::info!(coordinator = %coordinator_id, "forgot a coordinator, as asked")
+                    }
+                    ForgetReason::Silence => {
+                        tracing::info!(coordinator = %coordinator_id, "forgot a coordinator silent past --forget-after")
+                    }
+                }
             }
             ControlEvent::Evicted { coordinator_id } => {
                 // Forgotten coordinators leave no series behind.
@@ -425,30 +495,6 @@ impl Engine {
         }
         ring.push_back(sample);
     }
-}
-
-/// Whether two snapshots show the same state: equal but for their sequence
-/// number, when they were taken and the coordinators' ages that follow from it.
-fn same_state(a: &Snapshot, b: &Snapshot) -> bool {
-    a.level == b.level
-        && a.raw_level == b.raw_level
-        && a.scale == b.scale
-        && a.target_scale == b.target_scale
-        && a.queue_depth == b.queue_depth
-        && a.capacity == b.capacity
-        && a.flaps_suppressed == b.flaps_suppressed
-        && a.pull_failures == b.pull_failures
-        && a.coordinators.len() == b.coordinators.len()
-        && a.coordinators.iter().zip(&b.coordinators).all(|(x, y)| {
-            x.coordinator_id == y.coordinator_id
-                && x.queue_size == y.queue_size
-                && x.capacity == y.capacity
-                && x.level == y.level
-                && x.stale == y.stale
-                && x.source == y.source
-                && x.reason == y.reason
-                && x.last_event_ts == y.last_event_ts
-        })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

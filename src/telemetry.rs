@@ -72,6 +72,8 @@ pub struct MetricSet {
     pub flaps_suppressed: IntCounter,
     pub coordinators: IntGaugeVec,
     pub polls: IntCounterVec,
+    /// No series until the store is polled (push mode never has one).
+    pub store_up: IntGaugeVec,
     // Changed by other modules, encoded on every scrape:
     pub tokens_granted: IntCounterVec,
     pub requests_throttled: IntCounterVec,
@@ -160,6 +162,13 @@ impl Metrics {
             "Polls of the store's metrics endpoint, by result.",
             &["result"]
         );
+        let store_up = metric!(
+            mine,
+            IntGaugeVec,
+            "mdp_store_up",
+            "Whether the polled store answered its last poll (1) or not (0); absent in push mode.",
+            &[]
+        );
         let build = metric!(
             mine,
             IntGaugeVec,
@@ -230,6 +239,7 @@ impl Metrics {
             flaps_suppressed,
             coordinators,
             polls,
+            store_up,
             tokens_granted,
             requests_throttled,
             replicas,
@@ -309,6 +319,7 @@ pub const REJECT_REASONS: &[&str] = &[
     "out_of_order",
     "too_many_coordinators",
     "disabled",
+    "clock_skew",
 ];
 
 #[cfg(test)]

@@ -66,12 +66,12 @@ fn near_event() -> impl Strategy<Value = Value> {
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = parse_event(&bytes, 1.0);
+        let _ = parse_event(&bytes, 1.0, std::time::Duration::MAX);
     }
 
     #[test]
     fn accepted_events_obey_the_rules(event in near_event()) {
-        if let Ok(obs) = parse_event(event.to_string().as_bytes(), 1.0) {
+        if let Ok(obs) = parse_event(event.to_string().as_bytes(), 1.0, std::time::Duration::MAX) {
             prop_assert!(!obs.coordinator_id.is_empty() && obs.coordinator_id.len() <= 64);
             prop_assert!(obs.coordinator_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)));
             prop_assert!(obs.capacity > 0);

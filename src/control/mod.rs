@@ -37,6 +37,12 @@ pub struct ControlConfig {
     pub stale_level: Level,
     /// Distinct coordinators tracked at most; events from more are refused.
     pub max_coordinators: usize,
+    /// Coordinators silent for longer are forgotten, their series removed
+    /// (None: only `forget` does it).
+    pub forget_after: Option<Duration>,
+    /// Whether the store is polled: then its depth is known only while the
+    /// last poll succeeded.
+    pub pulled: bool,
 }
 
 impl Default for ControlConfig {
@@ -48,9 +54,11 @@ impl Default for ControlConfig {
             recovery_ramp: Duration::ZERO,
             push_ttl: None,
             pull_ttl: Duration::from_secs(30),
-            pull_max_failures: 3,
+            pull_max_failures: 1,
             stale_level: Level::Soft,
             max_coordinators: 256,
+            forget_after: None,
+            pulled: false,
         }
     }
 }
@@ -99,6 +107,41 @@ pub enum ControlEvent {
     Staleness { coordinator_id: String, stale: bool },
     /// A stale coordinator was forgotten to make room for a new one.
     Evicted { coordinator_id: String },
+    /// A coordinator was forgotten: by an operator, or silent past `forget_after`.
+    Forgotten {
+        coordinator_id: String,
+        why: ForgetReason,
+    },
+}
+
+/// Why a coordinator was forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgetReason {
+    /// `DELETE /api/v1/coordinators/{id}`.
+    Operator,
+    /// Silent for longer than `forget_after`.
+    Silence,
+}
+
+/// What is known of the queue depth that drives autoscaling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Depth {
+    /// The most severe coordinator's depth (and its capacity; none without coordinators).
+    Known { depth: u64, capacity: Option<u64> },
+    /// The polled store has not answered (yet, or since its last failed poll): no
+    /// number is honest, and 0 would read as an empty queue.
+    Unknown,
+}
+
+impl Depth {
+    /// The depth, if known.
+    pub fn value(self) -> Option<u64> {
+        match self {
+            Depth::Known { depth, .. } => Some(depth),
+            Depth::Unknown => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -113,7 +156,9 @@ struct Coordinator {
     stale: bool,
 }
 
-/// A coordinator as shown in the state API.
+/// A coordinator as shown in the state API. Nothing in it changes with the
+/// mere passing of time (its age follows from `last_seen_seconds`), so two
+/// views compare equal exactly when the coordinator's state is the same.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CoordinatorView {
     pub coordinator_id: String,
@@ -122,7 +167,9 @@ pub struct CoordinatorView {
     pub utilization: f64,
     pub level: Level,
     pub stale: bool,
-    pub age_seconds: f64,
+    /// Monotonic time of its last report, seconds since start.
+    #[serde(skip)]
+    pub last_seen_seconds: f64,
     pub source: Source,
     pub reason: Option<String>,
     pub last_event_ts: f64,
@@ -139,6 +186,8 @@ pub struct Controller {
     scale: RampedScale,
     flaps_suppressed: u64,
     pull_failures: u32,
+    /// Whether a poll of the store ever succeeded.
+    polled_ok: bool,
     events: Vec<ControlEvent>,
 }
 
@@ -154,6 +203,7 @@ impl Controller {
             scale,
             flaps_suppressed: 0,
             pull_failures: 0,
+            polled_ok: false,
             events: Vec::new(),
         }
     }
@@ -209,7 +259,7 @@ impl Controller {
             }
         };
         if obs.source == Source::Pull && matches!(outcome, Outcome::Applied { .. }) {
-            self.pull_failures = 0;
+            self.pull_succeeded();
         }
         self.evaluate(now);
         outcome
@@ -236,6 +286,32 @@ impl Controller {
     pub fn pull_failed(&mut self, now: Duration) {
         self.pull_failures = self.pull_failures.saturating_add(1);
         self.evaluate(now);
+    }
+
+    /// Records a successful poll of the store (before its observations).
+    pub fn pull_succeeded(&mut self) {
+        self.pull_failures = 0;
+        self.polled_ok = true;
+    }
+
+    /// Whether the polled store answered its last poll (None when not polled).
+    pub fn store_reachable(&self) -> Option<bool> {
+        self.config
+            .pulled
+            .then_some(self.polled_ok && self.pull_failures == 0)
+    }
+
+    /// Forgets a coordinator, as an operator asked; false if it is unknown.
+    pub fn forget(&mut self, coordinator_id: &str, now: Duration) -> bool {
+        if self.coordinators.remove(coordinator_id).is_none() {
+            return false;
+        }
+        self.events.push(ControlEvent::Forgotten {
+            coordinator_id: coordinator_id.to_owned(),
+            why: ForgetReason::Operator,
+        });
+        self.evaluate(now);
+        true
     }
 
     /// Re-evaluates time-driven state: TTLs, the relax hold, the ramp.
@@ -276,22 +352,43 @@ impl Controller {
         self.pull_failures
     }
 
-    /// Depth and capacity of the most severe live coordinator (0 and None
-    /// when no coordinator is live).
-    pub fn queue_depth(&self) -> (u64, Option<u64>) {
-        self.coordinators
-            .values()
-            .filter(|c| !c.stale)
-            .max_by(|a, b| {
-                let fa = a.queue_size as f64 / a.capacity.max(1) as f64;
-                let fb = b.queue_size as f64 / b.capacity.max(1) as f64;
-                a.level.cmp(&b.level).then(fa.total_cmp(&fb))
-            })
-            .map_or((0, None), |c| (c.queue_size, Some(c.capacity)))
+    /// The depth that drives autoscaling: unknown while a polled store does
+    /// not answer (or never did); else the most severe live coordinator's
+    /// depth, or, when every coordinator is stale, the most severe last
+    /// reported depth (a silent store is no news of an empty queue); 0 only
+    /// when no coordinator ever reported.
+    pub fn depth(&self) -> Depth {
+        if self.store_reachable() == Some(false) {
+            return Depth::Unknown;
+        }
+        let severity = |c: &&Coordinator| {
+            let fraction = c.queue_size as f64 / c.capacity.max(1) as f64;
+            (c.level, fraction)
+        };
+        let most_severe = |stale: bool| {
+            self.coordinators
+                .values()
+                .filter(|c| c.stale == stale)
+                .max_by(|a, b| {
+                    let (la, fa) = severity(a);
+                    let (lb, fb) = severity(b);
+                    la.cmp(&lb).then(fa.total_cmp(&fb))
+                })
+        };
+        match most_severe(false).or_else(|| most_severe(true)) {
+            Some(c) => Depth::Known {
+                depth: c.queue_size,
+                capacity: Some(c.capacity),
+            },
+            None => Depth::Known {
+                depth: 0,
+                capacity: None,
+            },
+        }
     }
 
-    /// Every coordinator with its age at `now`.
-    pub fn coordinators(&self, now: Duration) -> Vec<CoordinatorView> {
+    /// Every coordinator, sorted by id.
+    pub fn coordinators(&self) -> Vec<CoordinatorView> {
         self.coordinators
             .iter()
             .map(|(id, c)| CoordinatorView {
@@ -301,7 +398,7 @@ impl Controller {
                 utilization: c.queue_size as f64 / c.capacity.max(1) as f64,
                 level: c.level,
                 stale: c.stale,
-                age_seconds: now.saturating_sub(c.last_seen).as_secs_f64(),
+                last_seen_seconds: c.last_seen.as_secs_f64(),
                 source: c.source,
                 reason: c.reason.clone(),
                 last_event_ts: c.last_ts,
@@ -321,7 +418,13 @@ impl Controller {
             .filter(|c| !c.stale)
             .filter_map(|c| self.ttl_for(c.source).map(|ttl| c.last_seen + ttl))
             .min();
-        [relax, ramp, expiry].into_iter().flatten().min()
+        let forget = self.config.forget_after.and_then(|after| {
+            self.coordinators
+                .values()
+                .map(|c| c.last_seen + after)
+                .min()
+        });
+        [relax, ramp, expiry, forget].into_iter().flatten().min()
     }
 
     fn ttl_for(&self, source: Source) -> Option<Duration> {
@@ -351,13 +454,41 @@ impl Controller {
         }
     }
 
+    /// Forgets coordinators silent for longer than `forget_after`.
+    fn forget_silent(&mut self, now: Duration) {
+        let Some(after) = self.config.forget_after else {
+            return;
+        };
+        let silent: Vec<String> = self
+            .coordinators
+            .iter()
+            .filter(|(_, c)| now.saturating_sub(c.last_seen) >= after)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in silent {
+            self.coordinators.remove(&id);
+            self.events.push(ControlEvent::Forgotten {
+                coordinator_id: id,
+                why: ForgetReason::Silence,
+            });
+        }
+    }
+
     fn evaluate(&mut self, now: Duration) {
+        self.forget_silent(now);
         self.refresh_staleness(now);
         let stale_level = self.config.stale_level;
+        // Staleness never relaxes: a coordinator last seen at HARD stays HARD.
         let raw = self
             .coordinators
             .values()
-            .map(|c| if c.stale { stale_level } else { c.level })
+            .map(|c| {
+                if c.stale {
+                    c.level.max(stale_level)
+                } else {
+                    c.level
+                }
+            })
             .max()
             .unwrap_or(Level::Ok);
         // A store that cannot be polled is no news of an empty queue, even

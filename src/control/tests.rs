@@ -38,7 +38,13 @@ fn seed_scenarios_map_to_levels_and_scales() {
         assert_eq!(outcome, Outcome::Applied { level });
         assert_eq!(ctl.level(), level);
         assert_eq!(ctl.scale(now), scale);
-        assert_eq!(ctl.queue_depth(), (depth, Some(10_000)));
+        assert_eq!(
+            ctl.depth(),
+            Depth::Known {
+                depth,
+                capacity: Some(10_000)
+            }
+        );
     }
 }
 
@@ -49,7 +55,7 @@ fn an_older_event_never_overrides_a_newer_one() {
     let outcome = ctl.observe(event("s", 100, Some(Level::Ok), 99.5), ms(1));
     assert_eq!(outcome, Outcome::OutOfOrder { last_ts: 100.0 });
     assert_eq!(ctl.level(), Level::Hard);
-    assert_eq!(ctl.queue_depth().0, 9500);
+    assert_eq!(ctl.depth().value(), Some(9500));
     // The same timestamp is not older: it applies.
     let outcome = ctl.observe(event("s", 100, Some(Level::Ok), 100.0), ms(2));
     assert_eq!(outcome, Outcome::Applied { level: Level::Ok });
@@ -62,7 +68,7 @@ fn the_most_severe_live_coordinator_wins() {
     ctl.observe(event("b", 9500, None, 1.0), ms(0));
     ctl.observe(event("c", 6000, None, 1.0), ms(0));
     assert_eq!(ctl.level(), Level::Hard);
-    assert_eq!(ctl.queue_depth().0, 9500);
+    assert_eq!(ctl.depth().value(), Some(9500));
 }
 
 #[test]
@@ -140,8 +146,9 @@ fn a_push_ttl_makes_silent_coordinators_stale_at_the_fail_safe_level() {
     assert_eq!(ctl.next_deadline(ms(0)), Some(ms(30_000)));
     ctl.tick(ms(30_000));
     assert_eq!(ctl.level(), Level::Soft);
-    assert!(ctl.coordinators(ms(30_000))[0].stale);
-    assert_eq!(ctl.queue_depth(), (0, None));
+    assert!(ctl.coordinators()[0].stale);
+    // The last depth stands (marked stale), never a 0 that reads as empty.
+    assert_eq!(ctl.depth().value(), Some(500));
     let events = ctl.drain_events();
     assert!(events.contains(&ControlEvent::Staleness {
         coordinator_id: "s".into(),
@@ -149,7 +156,7 @@ fn a_push_ttl_makes_silent_coordinators_stale_at_the_fail_safe_level() {
     }));
     ctl.observe(event("s", 500, Some(Level::Ok), 40.0), ms(40_000));
     assert_eq!(ctl.level(), Level::Ok);
-    assert!(!ctl.coordinators(ms(40_000))[0].stale);
+    assert!(!ctl.coordinators()[0].stale);
 }
 
 #[test]
@@ -163,7 +170,11 @@ fn silence_is_not_failure_without_a_ttl() {
 
 #[test]
 fn repeated_pull_failures_make_pulled_coordinators_stale() {
-    let mut ctl = controller(Duration::ZERO);
+    let mut ctl = Controller::new(ControlConfig {
+        relax_after: Duration::ZERO,
+        pull_max_failures: 3,
+        ..ControlConfig::default()
+    });
     let mut obs = event("coord", 500, None, 1.0);
     obs.source = Source::Pull;
     ctl.observe(obs.clone(), ms(0));
@@ -228,7 +239,7 @@ fn a_full_table_makes_room_by_forgetting_the_oldest_stale_coordinator() {
         Outcome::Applied { .. }
     ));
     let ids: Vec<String> = ctl
-        .coordinators(ms(12_000))
+        .coordinators()
         .into_iter()
         .map(|c| c.coordinator_id)
         .collect();
@@ -241,4 +252,100 @@ fn a_full_table_makes_room_by_forgetting_the_oldest_stale_coordinator() {
         ctl.observe(event("newer", 1, None, 2.0), ms(12_001)),
         Outcome::TooManyCoordinators
     );
+}
+
+fn pulled() -> Controller {
+    Controller::new(ControlConfig {
+        relax_after: Duration::ZERO,
+        pulled: true,
+        ..ControlConfig::default()
+    })
+}
+
+fn pulled_event(depth: u64, ts: f64) -> Observation {
+    Observation {
+        source: Source::Pull,
+        ..event("store_01", depth, None, ts)
+    }
+}
+
+#[test]
+fn a_polled_store_never_reached_has_no_depth_and_fails_safe_at_the_first_failure() {
+    let mut ctl = pulled();
+    assert_eq!(ctl.depth(), Depth::Unknown);
+    assert_eq!(ctl.store_reachable(), Some(false));
+    ctl.pull_failed(ms(0));
+    assert_eq!(ctl.level(), Level::Soft);
+    assert_eq!(ctl.depth(), Depth::Unknown);
+}
+
+#[test]
+fn a_polled_store_at_hard_that_disappears_stays_hard_with_no_depth() {
+    let mut ctl = pulled();
+    ctl.observe(pulled_event(9500, 1.0), ms(0));
+    assert_eq!(ctl.level(), Level::Hard);
+    assert_eq!(ctl.store_reachable(), Some(true));
+    for i in 1..=20 {
+        ctl.pull_failed(ms(i * 5000));
+        ctl.tick(ms(i * 5000 + 1));
+        assert_eq!(ctl.level(), Level::Hard, "poll {i}");
+        assert_eq!(ctl.depth(), Depth::Unknown);
+    }
+    assert!(ctl.coordinators()[0].stale);
+    // The store answers again: its depth is the news.
+    ctl.observe(pulled_event(800, 200.0), ms(200_000));
+    assert_eq!(ctl.store_reachable(), Some(true));
+    assert_eq!(ctl.depth().value(), Some(800));
+    assert_eq!(ctl.level(), Level::Ok);
+}
+
+#[test]
+fn a_stale_coordinator_counts_as_its_last_level_when_that_is_worse() {
+    let mut ctl = Controller::new(ControlConfig {
+        relax_after: Duration::ZERO,
+        push_ttl: Some(Duration::from_secs(10)),
+        ..ControlConfig::default()
+    });
+    ctl.observe(event("s", 9500, Some(Level::Hard), 1.0), ms(0));
+    ctl.tick(ms(60_000));
+    assert!(ctl.coordinators()[0].stale);
+    assert_eq!(ctl.level(), Level::Hard);
+    assert_eq!(ctl.depth().value(), Some(9500));
+}
+
+#[test]
+fn an_operator_forgets_a_coordinator_and_its_level_goes_with_it() {
+    let mut ctl = controller(Duration::ZERO);
+    ctl.observe(event("gone", 9500, Some(Level::Hard), 1.0), ms(0));
+    ctl.observe(event("here", 500, Some(Level::Ok), 1.0), ms(0));
+    assert_eq!(ctl.level(), Level::Hard);
+    assert!(!ctl.forget("unknown", ms(1)));
+    assert!(ctl.forget("gone", ms(1)));
+    assert_eq!(ctl.level(), Level::Ok);
+    assert_eq!(ctl.coordinators().len(), 1);
+    assert!(ctl.drain_events().contains(&ControlEvent::Forgotten {
+        coordinator_id: "gone".into(),
+        why: ForgetReason::Operator
+    }));
+    assert!(!ctl.forget("gone", ms(2)), "forgotten once only");
+}
+
+#[test]
+fn forget_after_releases_a_silent_coordinator_at_its_deadline() {
+    let mut ctl = Controller::new(ControlConfig {
+        relax_after: Duration::ZERO,
+        forget_after: Some(Duration::from_secs(600)),
+        ..ControlConfig::default()
+    });
+    ctl.observe(event("gone", 9500, Some(Level::Hard), 1.0), ms(0));
+    assert_eq!(ctl.next_deadline(ms(0)), Some(ms(600_000)));
+    ctl.tick(ms(599_999));
+    assert_eq!(ctl.level(), Level::Hard);
+    ctl.tick(ms(600_000));
+    assert_eq!(ctl.level(), Level::Ok);
+    assert!(ctl.coordinators().is_empty());
+    assert!(ctl.drain_events().contains(&ControlEvent::Forgotten {
+        coordinator_id: "gone".into(),
+        why: ForgetReason::Silence
+    }));
 }

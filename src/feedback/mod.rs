@@ -40,6 +40,12 @@ pub enum FeedbackError {
         field: &'static str,
         message: String,
     },
+    /// Stamped further ahead of the receive time than the clocks may differ:
+    /// accepted, it would make every later, honest event look older.
+    #[error(
+        "ts: {ahead:.1} s ahead of this server's clock, more than --max-clock-skew ({max:.0} s) allows; check the sender's clock"
+    )]
+    FromTheFuture { ahead: f64, max: f64 },
 }
 
 impl FeedbackError {
@@ -48,6 +54,7 @@ impl FeedbackError {
         match self {
             FeedbackError::Malformed(_) => "malformed",
             FeedbackError::Invalid { .. } => "invalid",
+            FeedbackError::FromTheFuture { .. } => "clock_skew",
         }
     }
 }
@@ -60,11 +67,23 @@ fn invalid(field: &'static str, message: impl Into<String>) -> FeedbackError {
 }
 
 /// Parses and validates one pushed event; `received_at` (Unix seconds) stands
-/// in for a missing `ts`.
-pub fn parse_event(body: &[u8], received_at: f64) -> Result<Observation, FeedbackError> {
+/// in for a missing `ts`, and a `ts` more than `max_skew` ahead of it is refused.
+pub fn parse_event(
+    body: &[u8],
+    received_at: f64,
+    max_skew: std::time::Duration,
+) -> Result<Observation, FeedbackError> {
     let payload: Payload =
         serde_json::from_slice(body).map_err(|e| FeedbackError::Malformed(e.to_string()))?;
-    validate(payload, received_at)
+    let observation = validate(payload, received_at)?;
+    let ahead = observation.ts - received_at;
+    if ahead > max_skew.as_secs_f64() {
+        return Err(FeedbackError::FromTheFuture {
+            ahead,
+            max: max_skew.as_secs_f64(),
+        });
+    }
+    Ok(observation)
 }
 
 fn validate(payload: Payload, received_at: f64) -> Result<Observation, FeedbackError> {
@@ -130,10 +149,30 @@ fn truncate(mut text: String, max: usize) -> String {
 mod tests {
     use super::*;
 
+    const SKEW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    #[test]
+    fn events_from_the_future_are_refused_within_the_skew_accepted() {
+        let at = |ts: &str| {
+            let body =
+                format!(r#"{{"coordinator_id":"c","queue_size":1,"capacity":10,"ts":{ts}}}"#);
+            parse_event(body.as_bytes(), 1_700_000_000.0, SKEW)
+        };
+        assert!(at("1700000060").is_ok(), "exactly the skew is allowed");
+        let refused = at("1700000060.5").expect_err("beyond the skew");
+        assert_eq!(refused.reason(), "clock_skew");
+        assert!(refused.to_string().contains("60.5 s ahead"), "{refused}");
+        assert_eq!(at("1e30").expect_err("far future").reason(), "clock_skew");
+        assert!(
+            at("1600000000").is_ok(),
+            "the past is for the ordering rule"
+        );
+    }
+
     #[test]
     fn accepts_the_store_broadcaster_payload() {
         let body = br#"{"coordinator_id":"store_01","queue_size":6000,"capacity":10000,"level":"soft","reason":null,"utilization":0.6}"#;
-        let obs = parse_event(body, 42.0).expect("valid");
+        let obs = parse_event(body, 42.0, SKEW).expect("valid");
         assert_eq!(obs.coordinator_id, "store_01");
         assert_eq!((obs.queue_size, obs.capacity), (6000, 10_000));
         assert_eq!(obs.level, Some(Level::Soft));
@@ -143,7 +182,7 @@ mod tests {
     #[test]
     fn accepts_the_core_feedback_event() {
         let body = br#"{"coordinator_id":"c","queue_size":800,"capacity":10000,"level":"ok","source":"store","ts":1700000000.5}"#;
-        let obs = parse_event(body, 42.0).expect("valid");
+        let obs = parse_event(body, 1_700_000_001.0, SKEW).expect("valid");
         assert_eq!(obs.ts, 1_700_000_000.5);
         assert_eq!(obs.level, Some(Level::Ok));
     }
@@ -151,7 +190,7 @@ mod tests {
     #[test]
     fn level_is_optional() {
         let body = br#"{"coordinator_id":"c","queue_size":8000,"capacity":10000}"#;
-        assert_eq!(parse_event(body, 1.0).expect("valid").level, None);
+        assert_eq!(parse_event(body, 1.0, SKEW).expect("valid").level, None);
     }
 
     #[test]
@@ -176,7 +215,7 @@ mod tests {
         ];
         for body in cases {
             assert!(
-                parse_event(body, 1.0).is_err(),
+                parse_event(body, 1.0, SKEW).is_err(),
                 "accepted {}",
                 String::from_utf8_lossy(body)
             );
@@ -188,7 +227,7 @@ mod tests {
         let reason = "é".repeat(300);
         let body =
             format!(r#"{{"coordinator_id":"c","queue_size":1,"capacity":10,"reason":"{reason}"}}"#);
-        let obs = parse_event(body.as_bytes(), 1.0).expect("valid");
+        let obs = parse_event(body.as_bytes(), 1.0, SKEW).expect("valid");
         assert!(obs.reason.expect("kept").len() <= MAX_TEXT);
     }
 }

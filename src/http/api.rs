@@ -116,10 +116,11 @@ pub async fn feedback(ctx: Ctx, body: Body) -> Response {
     let received = tokio::time::Instant::now();
     let result = async {
         let bytes = body.inspect_err(|e| ctx.metrics.reject(body_reason(e)))?;
-        let observation = feedback::parse_event(&bytes, unix_now()).map_err(|e| {
-            ctx.metrics.reject(e.reason());
-            ApiError::BadRequest(e.to_string())
-        })?;
+        let observation = feedback::parse_event(&bytes, unix_now(), ctx.config.max_clock_skew)
+            .map_err(|e| {
+                ctx.metrics.reject(e.reason());
+                ApiError::BadRequest(e.to_string())
+            })?;
         let id = observation.coordinator_id.clone();
         if !ctx.config.feedback_enabled {
             ctx.metrics.reject("disabled");

@@ -11,13 +11,13 @@ use warp::sse::Event;
 /// The state document of `GET /api/v1/state` and of every stream message.
 pub fn state_json(ctx: &Ctx) -> Value {
     let snapshot = ctx.engine.current();
-    let since = ctx.clock.now().saturating_sub(snapshot.at).as_secs_f64();
+    let now = ctx.clock.now().as_secs_f64();
     let coordinators: Vec<Value> = snapshot
         .coordinators
         .iter()
         .map(|c| {
             let mut value = json!(c);
-            value["age_seconds"] = json!(c.age_seconds + since);
+            value["age_seconds"] = json!((now - c.last_seen_seconds).max(0.0));
             value
         })
         .collect();
@@ -34,6 +34,7 @@ pub fn state_json(ctx: &Ctx) -> Value {
         "target_scale": snapshot.target_scale,
         "queue_depth": snapshot.queue_depth,
         "capacity": snapshot.capacity,
+        "store_reachable": snapshot.store_reachable,
         "providers": ctx.rates.views(),
         "coordinators": coordinators,
         "thresholds": {
@@ -59,13 +60,23 @@ pub fn state_json(ctx: &Ctx) -> Value {
         })),
         "flaps_suppressed": snapshot.flaps_suppressed,
         "replicas": replicas,
-        "autoscaler": autoscaler_json(ctx, snapshot.queue_depth as f64, snapshot.level, replicas.count),
+        "autoscaler": autoscaler_json(ctx, snapshot.queue_depth, snapshot.level, replicas.count),
     })
 }
 
 /// What the exported KEDA configuration would ask for right now, and why.
-fn autoscaler_json(ctx: &Ctx, depth: f64, level: crate::level::Level, current: u32) -> Value {
+/// With the depth unknown, Prometheus has no depth sample: the trigger fails
+/// and KEDA's fallback decides.
+fn autoscaler_json(
+    ctx: &Ctx,
+    depth: Option<u64>,
+    level: crate::level::Level,
+    current: u32,
+) -> Value {
     let config = &ctx.config.autoscale;
+    let Some(depth) = depth.map(|d| d as f64) else {
+        return fallback_json(config, current);
+    };
     let recommendation = config.desired_replicas_now(depth, level, current);
     let triggers: Vec<Value> = config
         .triggers
@@ -89,6 +100,37 @@ fn autoscaler_json(ctx: &Ctx, depth: f64, level: crate::level::Level, current: u
         "max_replicas": config.max_replicas,
         "trigger": recommendation.trigger,
         "triggers": triggers,
+    })
+}
+
+/// The autoscaler's view while the depth is unknown: the queue-depth query
+/// returns nothing, and (with `ignoreNullValues: "false"`) KEDA counts it as
+/// a failure until its fallback takes over.
+fn fallback_json(config: &crate::autoscale::AutoscaleConfig, current: u32) -> Value {
+    let (replicas, reason) = match &config.fallback {
+        Some(fallback) => {
+            let replicas = crate::autoscale::keda::fallback_replicas(fallback, current);
+            (
+                replicas,
+                format!(
+                    "queue depth unknown (the store does not answer): KEDA's fallback asks for {replicas} pods after {} failed reads",
+                    fallback.failure_threshold
+                ),
+            )
+        }
+        None => (
+            current,
+            "queue depth unknown (the store does not answer): without a fallback the HPA keeps the current count".to_owned(),
+        ),
+    };
+    json!({
+        "desired_replicas": replicas,
+        "min_replicas": config.min_replicas,
+        "max_replicas": config.max_replicas,
+        "trigger": "fallback",
+        "fallback": true,
+        "reason": reason,
+        "triggers": [],
     })
 }
 

@@ -223,7 +223,10 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
             .count() as u64;
 
         if now >= next_scrape || scraped.is_none() {
-            scraped = Some((controller.queue_depth().0 as f64, controller.level()));
+            scraped = Some((
+                controller.depth().value().unwrap_or(0) as f64,
+                controller.level(),
+            ));
             if now >= next_scrape {
                 next_scrape += settings.scrape_interval;
             }
