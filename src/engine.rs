@@ -129,6 +129,18 @@ impl EngineHandle {
         outcome.await.ok()
     }
 
+    /// Forgets a coordinator; Some(false) when it is unknown, None when the
+    /// loop has stopped.
+    pub async fn forget(&self, coordinator_id: String) -> Option<bool> {
+        let (reply, known) = oneshot::channel();
+        let command = Command::Forget {
+            coordinator_id,
+            reply,
+        };
+        self.commands.send(command).await.ok()?;
+        known.await.ok()
+    }
+
     pub fn current(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
     }
@@ -164,6 +176,39 @@ pub fn spawn(
     pull: Option<&PullConfig>,
     clock: Clock,
 ) -> (EngineHandle, tokio::task::JoinHandle<()>) {
+    let (handle, control_loop) = build(controller, rates, metrics, feedback_providers, pull, clock);
+    (handle, tokio::spawn(control_loop.run()))
+}
+
+/// The control loop, built but not yet running.
+pub struct ControlLoop {
+    engine: Engine,
+    receiver: mpsc::Receiver<Command>,
+}
+
+impl ControlLoop {
+    /// Runs until every [`EngineHandle`] is dropped.
+    pub async fn run(self) {
+        let (halt, halted) = watch::channel(false);
+        self.run_until(halted).await;
+        drop(halt);
+    }
+
+    /// Runs until `halt` turns true (or every handle is dropped).
+    pub async fn run_until(self, halt: watch::Receiver<bool>) {
+        self.engine.run(self.receiver, halt).await;
+    }
+}
+
+/// Builds the loop and the handle that talks to it; the caller runs it.
+pub fn build(
+    controller: Controller,
+    rates: Arc<RateCoordinator>,
+    metrics: Metrics,
+    feedback_providers: Vec<String>,
+    pull: Option<&PullConfig>,
+    clock: Clock,
+) -> (EngineHandle, ControlLoop) {
     let (commands, receiver) = mpsc::channel(QUEUE);
     let history: History = Arc::new(RwLock::new(VecDeque::with_capacity(HISTORY_SECONDS)));
     let series = Series::new(&metrics, &rates, &feedback_providers);
@@ -187,8 +232,7 @@ pub fn spawn(
         snapshot: engine.publish.subscribe(),
         history,
     }));
-    let task = tokio::spawn(engine.run(receiver));
-    (handle, task)
+    (handle, ControlLoop { engine, receiver })
 }
 
 fn empty_snapshot() -> Snapshot {
@@ -223,7 +267,7 @@ enum Refresh {
 type Reply = (oneshot::Sender<Outcome>, Outcome);
 
 impl Engine {
-    async fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+    async fn run(mut self, mut receiver: mpsc::Receiver<Command>, mut halt: watch::Receiver<bool>) {
         let mut every_second = tokio::time::interval(Duration::from_secs(1));
         every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -237,6 +281,8 @@ impl Engine {
                     Some(command) => self.handle(command),
                     None => break,
                 },
+                // Halted, or the halt's owner is gone: either way, stop.
+                _ = halt.wait_for(|halted| *halted) => break,
                 () = sleep_until(deadline) => {
                     let now = self.clock.now();
                     self.controller.tick(now);

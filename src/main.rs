@@ -10,6 +10,12 @@ fn main() -> ExitCode {
     init_logging(&cli.log, cli.log_format);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        // A task that died at run time is a fault (1); anything else is a
+        // refused configuration or a failed start (2).
+        Err(error) if error.is::<mdp::service::RunError>() => {
+            eprintln!("mdp: {error:#}");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("mdp: {error:#}");
             ExitCode::from(2)
@@ -23,7 +29,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let config = mdp::config::ServeConfig::try_from(args)?;
             runtime()?.block_on(async {
                 let service = mdp::service::Service::start(config).await?;
-                service.run(mdp::service::termination()).await;
+                service.run(mdp::service::termination()).await?;
                 Ok(())
             })
         }

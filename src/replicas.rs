@@ -272,3 +272,67 @@ impl ReplicaView {
         }
     }
 }
+
+/// Keeps the replica count current from a headless Service's addresses.
+pub struct DnsWatch {
+    pub name: String,
+    pub refresh: Duration,
+    pub pod_ip: Option<IpAddr>,
+    pub hosts_file: Option<PathBuf>,
+    pub resolver: hickory_resolver::TokioResolver,
+    pub tracker: ReplicaTracker,
+}
+
+impl DnsWatch {
+    /// The view of the tracker as it stands, after `failures` failed lookups.
+    pub fn view(&self, failures: u64) -> ReplicaView {
+        ReplicaView {
+            count: self.tracker.effective(),
+            observed: self.tracker.observed(),
+            share: self.tracker.share(),
+            source: "dns",
+            name: Some(self.name.clone()),
+            lookup_failures: failures,
+        }
+    }
+
+    /// Looks the peers up every `refresh` until shutdown; each new view goes
+    /// to `apply` and then to `publish`.
+    pub async fn run(
+        mut self,
+        apply: impl Fn(&ReplicaView) + Send,
+        publish: tokio::sync::watch::Sender<ReplicaView>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let clock = crate::clock::Clock::new();
+        let mut ticks = tokio::time::interval(self.refresh);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures = 0u64;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let before = self.tracker.effective();
+            let name = &self.name;
+            let resolution = match resolve(name, self.hosts_file.as_deref(), &self.resolver).await {
+                Ok(addresses) => Some(Resolution {
+                    addresses: u32::try_from(addresses.len()).unwrap_or(u32::MAX),
+                    includes_self: self.pod_ip.map(|ip| addresses.contains(&ip)),
+                }),
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%name, "peer lookup failed, keeping {before} replicas: {error}");
+                    None
+                }
+            };
+            let after = self.tracker.observe(resolution, clock.now());
+            if after != before {
+                tracing::info!(%name, from = before, to = after, "replica count changed; each pod now grants 1/{after}");
+            }
+            let current = self.view(failures);
+            apply(&current);
+            publish.send_replace(current);
+        }
+    }
+}

@@ -106,7 +106,42 @@ async fn real_scrape() -> String {
         .await
         .expect("text");
     drop(mdp);
-    text
+    // The families only pull mode has, from a pod whose store does not answer.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/metrics", closed.local_addr().expect("addr"));
+    drop(closed);
+    let pulling = MdpProcess::serve(
+        &[
+            "--store-metrics-url",
+            &url,
+            "--pull-interval",
+            "100ms",
+            "--pull-timeout",
+            "100ms",
+            "--pull-ttl",
+            "1s",
+        ],
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pulled = http
+            .get(pulling.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if common::sample(&pulled, "mdp_store_up").is_some() {
+            return format!("{text}{pulled}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pulling pod never reported mdp_store_up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 // ---------------------------------------------------------------- 1. committed = export
@@ -672,7 +707,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
         .arg(&rules)
         .arg(&operator_rules));
     assert!(ok, "promtool check rules:\n{log}");
-    assert_eq!(log.matches("SUCCESS: 5 rules found").count(), 2, "{log}");
+    assert_eq!(log.matches("SUCCESS: 7 rules found").count(), 2, "{log}");
     let tests = dir.0.join("alerts.test.yaml");
     std::fs::copy(
         repo().join("tests/fixtures/export/alerts.test.yaml"),

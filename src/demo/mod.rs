@@ -87,7 +87,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     driver::print_banner(addr, &args);
     let accounting = driver::Driver::new(&args, ctx, store, addr).run().await;
     let _ = done_tx.send(());
-    server.await?;
+    server.await??;
     println!("{accounting}");
     if accounting.balances() {
         Ok(())

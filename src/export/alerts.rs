@@ -90,6 +90,27 @@ pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
             ),
         },
         Alert {
+            name: "MdpStoreUnreachable",
+            expr: "min by (namespace) (mdp_store_up) == 0".into(),
+            hold: "1m",
+            severity: "critical",
+            summary: "mdp cannot read the store's queue".into(),
+            description: format!(
+                "A pod has not been able to poll the store's metrics for a minute. It holds its last level (at least {}), withdraws its queue-depth sample so KEDA's fallback holds the pods, and cannot see the queue drain: check the store and the network path to it.",
+                config.control.stale_level.as_str().to_uppercase()
+            ),
+        },
+        Alert {
+            name: "MdpStorePollErrors",
+            expr: "sum by (namespace) (rate(mdp_pull_polls_total{result=\"error\"}[5m])) > 0"
+                .into(),
+            hold: "10m",
+            severity: "warning",
+            summary: "Polls of the store keep failing now and then".into(),
+            description: "Some polls of the store's metrics have failed in every 5-minute window for 10 minutes ({{ $value }} per second): each failed poll withdraws the depth sample until the next one succeeds."
+                .into(),
+        },
+        Alert {
             name: "MdpAutoscalingSignalAbsent",
             expr: format!("absent({depth})"),
             hold: "5m",

@@ -3,7 +3,9 @@
 //! In Kubernetes every replica polls the same store, so every replica sees the
 //! same feedback without the store knowing how many replicas there are.
 
+use crate::engine::Command;
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 
 /// Settings for polling the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +96,39 @@ pub async fn poll_once(client: &reqwest::Client, config: &PullConfig) -> PollOut
         },
         Err(e) => PollOutcome::Failed(e),
     }
+}
+
+/// Polls the store every interval and hands each result to the control loop,
+/// until shutdown (or until the loop has gone).
+pub async fn run(
+    client: reqwest::Client,
+    config: PullConfig,
+    commands: mpsc::Sender<Command>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(config.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(url = %config.url, interval = ?config.interval, "polling the store's metrics");
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let outcome = poll_once(&client, &config).await;
+        if commands.send(Command::Poll(outcome)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The HTTP client the poller uses.
+pub fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        // A pure-Rust resolver: the static binary has no NSS modules.
+        .hickory_dns(true)
+        .user_agent(concat!("mdp/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| error_chain(&e))
 }
 
 /// The most of a store's exposition read; a larger one is refused.

@@ -270,6 +270,31 @@ pub fn state(ctx: Ctx) -> Response {
     json_response(&super::stream::state_json(&ctx), StatusCode::OK)
 }
 
+/// `DELETE /api/v1/coordinators/{id}`: forget a coordinator that is gone for
+/// good (its pod deleted); its level stops counting and its series go.
+pub async fn forget_coordinator(id: String, ctx: Ctx) -> Response {
+    let result = async {
+        let known = ctx
+            .engine
+            .forget(id.clone())
+            .await
+            .ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
+        if !known {
+            return Err(ApiError::NotFound(format!("no coordinator {id:?}")));
+        }
+        Ok(json!({
+            "forgotten": true,
+            "coordinator_id": id,
+            "level": ctx.engine.current().level,
+        }))
+    }
+    .await;
+    match result {
+        Ok(body) => json_response(&body, StatusCode::OK),
+        Err(error) => error.into_response(),
+    }
+}
+
 /// `GET /api/v1/history`.
 pub fn history(ctx: Ctx) -> Response {
     json_response(

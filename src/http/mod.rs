@@ -66,6 +66,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
     let writes = |route| auth::require(token.clone(), ctx.metrics.clone(), route);
     let reads = |route| auth::require(read_token.clone(), ctx.metrics.clone(), route);
     let (feedback_auth, acquire_auth) = (writes("feedback"), writes("acquire"));
+    let forget_auth = writes("coordinators");
     let (metrics_auth, api_auth) = (reads("metrics"), reads("api"));
     let with_ctx = warp::any().map(move || ctx.clone());
     let get = warp::get();
@@ -108,6 +109,11 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
         .and(with_ctx.clone())
         .and(api::json_body(max_body))
         .then(api::acquire);
+    let forget = warp::path!("api" / "v1" / "coordinators" / String)
+        .and(warp::delete())
+        .and(forget_auth)
+        .and(with_ctx.clone())
+        .then(api::forget_coordinator);
     let export = warp::path!("api" / "v1" / "export" / ..)
         .and(get)
         .and(api_auth.clone())
@@ -144,6 +150,8 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
         .or(events)
         .unify()
         .or(acquire)
+        .unify()
+        .or(forget)
         .unify()
         .or(export)
         .unify()

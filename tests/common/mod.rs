@@ -33,7 +33,7 @@ pub struct InProcess {
     pub addr: SocketAddr,
     pub ctx: Ctx,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), mdp::service::RunError>>>,
 }
 
 impl InProcess {
@@ -78,7 +78,9 @@ impl InProcess {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("service task ends cleanly");
+            task.await
+                .expect("service task ends cleanly")
+                .expect("every task of the service ran until shutdown");
         }
     }
 }

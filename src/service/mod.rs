@@ -1,0 +1,330 @@
+//! Wiring: builds the control loop, rate coordinator, poller, replica watch
+//! and HTTP server from a [`ServeConfig`], runs them under supervision until a
+//! shutdown signal, and joins them.
+
+mod tasks;
+
+pub use tasks::{TaskExit, Tasks};
+
+use crate::clock::Clock;
+use crate::config::ServeConfig;
+use crate::control::Controller;
+use crate::engine::{self, EngineHandle};
+use crate::feedback::pull;
+use crate::http::{self, Ctx};
+use crate::rate::RateCoordinator;
+use crate::replicas::{DnsWatch, ReplicaSource, ReplicaTracker, ReplicaView};
+use crate::telemetry::Metrics;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client for pull mode: {0}")]
+    Client(String),
+    #[error("cannot set up DNS resolution for --replicas-dns: {0}")]
+    Resolver(String),
+}
+
+/// Why a running service stopped other than by a shutdown signal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A task that must run until shutdown ended or panicked.
+    #[error("{0}; exiting so that the process is restarted")]
+    TaskDied(TaskExit),
+}
+
+/// The names of the supervised tasks.
+const CONTROL_LOOP: &str = "control loop";
+const LISTENER: &str = "listener";
+const POLLER: &str = "store poller";
+const REPLICA_WATCH: &str = "replica watch";
+
+/// A service whose listener is bound and whose tasks run.
+pub struct Service {
+    ctx: Ctx,
+    listener: TcpListener,
+    /// Closes the listener and ends the poller, the replica watch and the streams.
+    stop: watch::Sender<bool>,
+    /// Ends the control loop, once nothing can send it anything.
+    halt: watch::Sender<bool>,
+    tasks: Tasks,
+}
+
+impl Service {
+    /// Binds the listener and starts the control loop, the poller (pull mode)
+    /// and the replica watch (`--replicas-dns`).
+    pub async fn start(config: ServeConfig) -> Result<Service, StartError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let clock = Clock::new();
+        let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        let metrics = Metrics::new(&names);
+        let rates = Arc::new(RateCoordinator::new(
+            &config.providers,
+            config.feedback_provider.as_deref(),
+            clock,
+        ));
+        let feedback_providers: Vec<String> = rates
+            .views()
+            .into_iter()
+            .filter(|p| p.feedback)
+            .map(|p| p.name)
+            .collect();
+        let mut tasks = Tasks::default();
+        let (halt, halted) = watch::channel(false);
+        let (engine, control_loop) = engine::build(
+            Controller::new(config.control.clone()),
+            rates.clone(),
+            metrics.clone(),
+            feedback_providers,
+            config.pull.as_ref(),
+            clock,
+        );
+        tasks.spawn(CONTROL_LOOP, control_loop.run_until(halted));
+        let (stop, shutdown) = watch::channel(false);
+        let (replicas, replica_watch) =
+            start_replica_watch(&config, rates.clone(), metrics.clone(), shutdown.clone())?;
+        if let Some(watch) = replica_watch {
+            tasks.spawn(REPLICA_WATCH, watch);
+        }
+        if let Some(pull) = &config.pull {
+            let client = pull::client().map_err(StartError::Client)?;
+            tasks.spawn(
+                POLLER,
+                pull::run(
+                    client,
+                    pull.clone(),
+                    engine.commands.clone(),
+                    shutdown.clone(),
+                ),
+            );
+        }
+        let ctx = Ctx {
+            config: Arc::new(config),
+            engine,
+            rates,
+            metrics,
+            clock,
+            ready: Arc::new(AtomicBool::new(false)),
+            replicas,
+            shutdown,
+        };
+        Ok(Service {
+            ctx,
+            listener,
+            stop,
+            halt,
+            tasks,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The handles the demo and tests use to drive the service in-process.
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    pub fn engine(&self) -> &EngineHandle {
+        &self.ctx.engine
+    }
+
+    /// Serves until `signal` completes, then: `/ready` turns 503, streams end,
+    /// in-flight requests get up to the shutdown timeout to finish, and every
+    /// task is joined. A task that ends or panics before the signal stops the
+    /// service at once with [`RunError::TaskDied`].
+    pub async fn run(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        let Service {
+            ctx,
+            listener,
+            stop,
+            halt,
+            mut tasks,
+        } = self;
+        let grace = ctx.config.shutdown_timeout;
+        let ready = ctx.ready.clone();
+        let addr = listener
+            .local_addr()
+            .map_or_else(|_| ctx.config.listen.to_string(), |a| a.to_string());
+        let service = warp::service(http::routes(ctx.clone()));
+        tasks.spawn(
+            LISTENER,
+            http::server::serve(
+                listener,
+                service,
+                ctx.config.connections,
+                ctx.shutdown.clone(),
+            ),
+        );
+        ready.store(true, Ordering::Release);
+        tracing::info!(
+            addr = %addr,
+            providers = ctx.config.providers.len(),
+            pull = ctx.config.pull.as_ref().map(|p| p.url.as_str()),
+            "mdp ready"
+        );
+        let drain = ctx.config.drain_delay;
+        let died = tokio::select! {
+            () = signal => {
+                ready.store(false, Ordering::Release);
+                if !drain.is_zero() {
+                    tracing::info!(
+                        ?drain,
+                        "shutting down: /ready answers 503; still serving while load balancers catch up"
+                    );
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(drain) => None,
+                    exit = tasks.next_exit() => Some(exit),
+                }
+            }
+            exit = tasks.next_exit() => Some(exit),
+        };
+        ready.store(false, Ordering::Release);
+        if let Some(exit) = died {
+            tracing::error!("{exit}; exiting so that the process is restarted");
+            stop.send_replace(true);
+            halt.send_replace(true);
+            drop(ctx);
+            let _ = tokio::time::timeout(grace, tasks.abort_all()).await;
+            return Err(RunError::TaskDied(exit));
+        }
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        stop.send_replace(true);
+        // Everything but the control loop ends with the listener; the loop
+        // serves in-flight requests until then.
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut failure = None;
+        while tasks.len() > 1 {
+            match tokio::time::timeout_at(deadline, tasks.next_exit()).await {
+                Ok(exit) if exit.panic.is_some() || exit.name == CONTROL_LOOP => {
+                    tracing::error!("{exit} while shutting down");
+                    failure.get_or_insert(exit);
+                }
+                Ok(exit) => tracing::debug!(task = exit.name, "task ended"),
+                Err(_) => {
+                    tracing::warn!(?grace, "connections still open after the shutdown timeout");
+                    break;
+                }
+            }
+        }
+        halt.send_replace(true);
+        drop(ctx);
+        match tokio::time::timeout(grace, tasks.next_exit()).await {
+            Ok(exit) if exit.panic.is_some() => {
+                tracing::error!("{exit} while shutting down");
+                failure.get_or_insert(exit);
+            }
+            Ok(_) => {}
+            Err(_) => tracing::warn!("the control loop did not stop in time"),
+        }
+        let aborted = tasks.abort_all().await;
+        if !aborted.is_empty() {
+            tracing::warn!(?aborted, "tasks aborted at the end of the shutdown");
+        }
+        if failure.is_none() {
+            tracing::info!("all connections closed");
+        }
+        failure.map_or(Ok(()), |exit| Err(RunError::TaskDied(exit)))
+    }
+}
+
+/// Applies the replica share now; with a peer name, also returns the watch
+/// that keeps it current.
+type ReplicaStart = (
+    watch::Receiver<ReplicaView>,
+    Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+);
+
+fn start_replica_watch(
+    config: &ServeConfig,
+    rates: Arc<RateCoordinator>,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) -> Result<ReplicaStart, StartError> {
+    let apply = move |view: &ReplicaView| {
+        rates.set_share(view.share);
+        metrics.replicas.set(i64::from(view.count));
+    };
+    match &config.replicas {
+        ReplicaSource::Static(count) => {
+            let view = ReplicaView::fixed(*count);
+            apply(&view);
+            Ok((watch::channel(view).1, None))
+        }
+        ReplicaSource::Dns {
+            name,
+            refresh,
+            pod_ip,
+            hosts_file,
+        } => {
+            let resolver = hickory_resolver::TokioResolver::builder_tokio()
+                .and_then(|builder| builder.build())
+                .map_err(|e| StartError::Resolver(e.to_string()))?;
+            let dns = DnsWatch {
+                name: name.clone(),
+                refresh: *refresh,
+                pod_ip: *pod_ip,
+                hosts_file: hosts_file.clone(),
+                resolver,
+                tracker: ReplicaTracker::new(
+                    config.autoscale.max_replicas,
+                    config.replicas_shrink_hold,
+                    *refresh,
+                ),
+            };
+            let first = dns.view(0);
+            apply(&first);
+            let (publish, receiver) = watch::channel(first);
+            Ok((receiver, Some(Box::pin(dns.run(apply, publish, shutdown)))))
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn termination() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!("cannot listen for SIGTERM: {error}");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,141 @@
+//! The service's long-lived tasks, owned and joined: each must run until
+//! shutdown, and one that ends or panics before that is a fault the process
+//! does not survive (Kubernetes restarts it), never a silent half-death.
+
+use std::collections::HashMap;
+use tokio::task::{Id, JoinSet};
+
+/// A task that ended, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskExit {
+    pub name: &'static str,
+    /// The panic message, when it panicked.
+    pub panic: Option<String>,
+}
+
+impl std::fmt::Display for TaskExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.panic {
+            Some(message) => write!(f, "the {} task panicked: {message}", self.name),
+            None => write!(f, "the {} task ended on its own", self.name),
+        }
+    }
+}
+
+/// Named tasks on one [`JoinSet`].
+#[derive(Default)]
+pub struct Tasks {
+    set: JoinSet<()>,
+    names: HashMap<Id, &'static str>,
+}
+
+impl Tasks {
+    /// Starts `task` under `name`. A task named in `MDP_FAILPOINT` panics as
+    /// it starts: how the tests check that a dying task takes the process down.
+    pub fn spawn<F>(&mut self, name: &'static str, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let fail = failpoint(name);
+        let handle = self.set.spawn(async move {
+            if fail {
+                panic!("failpoint {name} (MDP_FAILPOINT)");
+            }
+            task.await;
+        });
+        self.names.insert(handle.id(), name);
+    }
+
+    /// How many tasks still run.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// The next task to end; pending for ever when none is left.
+    pub async fn next_exit(&mut self) -> TaskExit {
+        let Some(joined) = self.set.join_next_with_id().await else {
+            return std::future::pending().await;
+        };
+        match joined {
+            Ok((id, ())) => TaskExit {
+                name: self.names.remove(&id).unwrap_or("unnamed"),
+                panic: None,
+            },
+            Err(error) => {
+                let name = self.names.remove(&error.id()).unwrap_or("unnamed");
+                let panic = if error.is_panic() {
+                    let payload = error.into_panic();
+                    payload
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".to_owned())
+                } else {
+                    "cancelled".to_owned()
+                };
+                TaskExit {
+                    name,
+                    panic: Some(panic),
+                }
+            }
+        }
+    }
+
+    /// Aborts what still runs and waits for it; returns the names it aborted.
+    pub async fn abort_all(mut self) -> Vec<&'static str> {
+        self.set.abort_all();
+        let mut aborted = Vec::new();
+        while let Some(joined) = self.set.join_next_with_id().await {
+            let id = match &joined {
+                Ok((id, ())) => *id,
+                Err(error) => error.id(),
+            };
+            aborted.extend(self.names.remove(&id));
+        }
+        aborted
+    }
+}
+
+fn failpoint(name: &str) -> bool {
+    std::env::var("MDP_FAILPOINT").is_ok_and(|value| value.split(',').any(|v| v.trim() == name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_reported_by_name_with_its_message() {
+        let mut tasks = Tasks::default();
+        tasks.spawn("steady", std::future::pending());
+        tasks.spawn("fragile", async { panic!("lost /dev/urandom") });
+        let exit = tasks.next_exit().await;
+        assert_eq!(exit.name, "fragile");
+        assert_eq!(exit.panic.as_deref(), Some("lost /dev/urandom"));
+        assert_eq!(
+            exit.to_string(),
+            "the fragile task panicked: lost /dev/urandom"
+        );
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks.abort_all().await, vec!["steady"]);
+    }
+
+    #[tokio::test]
+    async fn a_task_that_returns_is_an_exit_too() {
+        let mut tasks = Tasks::default();
+        tasks.spawn("poller", async {});
+        let exit = tasks.next_exit().await;
+        assert_eq!(
+            exit,
+            TaskExit {
+                name: "poller",
+                panic: None
+            }
+        );
+        assert!(tasks.is_empty());
+    }
+}
