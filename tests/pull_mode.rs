@@ -88,7 +88,7 @@ async fn polled_depth_drives_the_level_and_failures_fail_safe() {
     let wait_for = |expected: &'static str| {
         let mdp = &mdp;
         async move {
-            eventually(Duration::from_secs(5), || async {
+            eventually(Duration::from_secs(20), || async {
                 level(mdp).await == expected
             })
             .await
@@ -140,8 +140,24 @@ async fn polled_depth_drives_the_level_and_failures_fail_safe() {
     );
 
     // Garbage is a failure too; a good answer brings it back.
+    let errors = || async {
+        let text = reqwest::get(mdp.url("/metrics"))
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text");
+        common::sample(&text, "mdp_pull_polls_total{result=\"error\"}").unwrap_or(0.0)
+    };
+    let before = errors().await;
     *store.lock().expect("lock") = Store::Garbage;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            errors().await >= before + 2.0
+        })
+        .await,
+        "garbage polls count as errors"
+    );
     assert_eq!(level(&mdp).await, "soft");
     *store.lock().expect("lock") = Store::Depth(300);
     assert!(wait_for("ok").await, "recovered store should bring OK back");
@@ -169,8 +185,8 @@ async fn an_unreachable_store_fails_safe_instead_of_ok() {
         "0s",
     ])
     .await;
-    // Nothing was ever learned: no coordinator, level OK, and polls counted as errors.
-    let failed = eventually(Duration::from_secs(5), || async {
+    // Nothing was ever learned: no coordinator, yet never OK, polls counted as errors.
+    let failed = eventually(Duration::from_secs(20), || async {
         let text = reqwest::get(mdp.url("/metrics"))
             .await
             .expect("get")
@@ -181,5 +197,18 @@ async fn an_unreachable_store_fails_safe_instead_of_ok() {
     })
     .await;
     assert!(failed);
+    assert_eq!(
+        level(&mdp).await,
+        "soft",
+        "a store never reached is no empty queue"
+    );
+    let state: serde_json::Value = reqwest::get(mdp.url("/api/v1/state"))
+        .await
+        .expect("state")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["queue_depth"], serde_json::Value::Null);
+    assert_eq!(state["coordinators"].as_array().map(Vec::len), Some(0));
     mdp.stop().await;
 }
