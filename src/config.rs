@@ -4,13 +4,13 @@ use crate::autoscale::AutoscaleConfig;
 use crate::cli::ServeArgs;
 use crate::control::{ControlConfig, ScalePolicy, Watermarks};
 use crate::feedback::pull::PullConfig;
-use crate::http::auth::Token;
-use crate::http::server::ConnectionLimits;
 use crate::level::Level;
 use crate::rate::ProviderSpec;
 use crate::replicas::ReplicaSource;
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 
 /// A start-up configuration error: names the option and what is wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -24,6 +24,40 @@ fn refuse(option: &'static str, message: impl ToString) -> ConfigError {
     ConfigError {
         option,
         message: message.to_string(),
+    }
+}
+
+/// Connection-level limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionLimits {
+    /// Open connections at most; beyond, new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers.
+    pub header_timeout: Duration,
+    /// A connection with no bytes read or written for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// A shared secret that never appears in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A token of at least 16 characters, trimmed; None when too short.
+    pub fn new(text: &str) -> Option<Token> {
+        let text = text.trim();
+        (text.len() >= 16 && !text.contains(char::is_whitespace)).then(|| Token(text.to_owned()))
+    }
+
+    /// Compares in time independent of where the first difference is.
+    pub fn matches(&self, presented: &str) -> bool {
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token([redacted])")
     }
 }
 

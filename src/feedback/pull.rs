@@ -3,9 +3,8 @@
 //! In Kubernetes every replica polls the same store, so every replica sees the
 //! same feedback without the store knowing how many replicas there are.
 
-use crate::engine::Command;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Settings for polling the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,14 +97,17 @@ pub async fn poll_once(client: &reqwest::Client, config: &PullConfig) -> PollOut
     }
 }
 
-/// Polls the store every interval and hands each result to the control loop,
-/// until shutdown (or until the loop has gone).
-pub async fn run(
+/// Polls the store every interval and hands each result to `deliver`, until
+/// shutdown (or until `deliver` says nobody listens any more).
+pub async fn run<F, Fut>(
     client: reqwest::Client,
     config: PullConfig,
-    commands: mpsc::Sender<Command>,
+    mut deliver: F,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    F: FnMut(PollOutcome) -> Fut,
+    Fut: Future<Output = bool>,
+{
     let mut ticks = tokio::time::interval(config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(url = %config.url, interval = ?config.interval, "polling the store's metrics");
@@ -115,7 +117,7 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
         let outcome = poll_once(&client, &config).await;
-        if commands.send(Command::Poll(outcome)).await.is_err() {
+        if !deliver(outcome).await {
             return;
         }
     }

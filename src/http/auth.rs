@@ -2,33 +2,10 @@
 
 use super::error::{ApiError, Rejected};
 use crate::telemetry::Metrics;
-use std::fmt;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use warp::Filter;
 
-/// A shared secret that never appears in logs or debug output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    /// A token of at least 16 characters, trimmed; None when too short.
-    pub fn new(text: &str) -> Option<Token> {
-        let text = text.trim();
-        (text.len() >= 16 && !text.contains(char::is_whitespace)).then(|| Token(text.to_owned()))
-    }
-
-    /// Compares in time independent of where the first difference is.
-    fn matches(&self, presented: &str) -> bool {
-        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token([redacted])")
-    }
-}
+pub use crate::config::Token;
 
 /// Passes requests carrying `Authorization: Bearer <token>` (everything when
 /// no token is configured); refuses the rest with 401, counted under `route`.

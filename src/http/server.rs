@@ -14,16 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
-/// Connection-level limits.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ConnectionLimits {
-    /// Open connections at most; beyond, new ones wait in the listen backlog.
-    pub max_connections: usize,
-    /// Time a client has to send a request's headers.
-    pub header_timeout: Duration,
-    /// A connection with no bytes read or written for this long is closed.
-    pub idle_timeout: Duration,
-}
+pub use crate::config::ConnectionLimits;
 
 /// A TCP stream that fails with `TimedOut` once neither side has moved a byte
 /// for `timeout`: catches idle keep-alive connections and stalled uploads,

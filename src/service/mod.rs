@@ -9,7 +9,7 @@ pub use tasks::{TaskExit, Tasks};
 use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::control::Controller;
-use crate::engine::{self, EngineHandle};
+use crate::engine::{self, Command, EngineHandle};
 use crate::feedback::pull;
 use crate::http::{self, Ctx};
 use crate::rate::RateCoordinator;
@@ -106,14 +106,14 @@ impl Service {
         }
         if let Some(pull) = &config.pull {
             let client = pull::client().map_err(StartError::Client)?;
+            let commands = engine.commands.clone();
+            let deliver = move |outcome| {
+                let commands = commands.clone();
+                async move { commands.send(Command::Poll(outcome)).await.is_ok() }
+            };
             tasks.spawn(
                 POLLER,
-                pull::run(
-                    client,
-                    pull.clone(),
-                    engine.commands.clone(),
-                    shutdown.clone(),
-                ),
+                pull::run(client, pull.clone(), deliver, shutdown.clone()),
             );
         }
         let ctx = Ctx {
