@@ -314,8 +314,11 @@ async fn bad_payloads_are_refused_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn flapping_soft_ok_at_one_kilohertz_moves_the_scale_twice_at_most() {
-    let client = Client::start(&["--relax-after", "300ms"]).await;
+async fn flapping_soft_ok_at_one_kilohertz_tightens_once_and_holds() {
+    // A hold no loaded machine can outlast between two posts: the relax that
+    // follows the hold is the controller's, checked on virtual time in its
+    // unit tests; here the whole path (HTTP, loop, metrics) must absorb 1000 flaps.
+    let client = Client::start(&["--relax-after", "1h"]).await;
     let mut ticks = tokio::time::interval(Duration::from_millis(1));
     for i in 0..1000 {
         ticks.tick().await;
@@ -327,18 +330,15 @@ async fn flapping_soft_ok_at_one_kilohertz_moves_the_scale_twice_at_most() {
         let (status, _) = client.post("/feedback", &event).await;
         assert_eq!(status, StatusCode::OK);
     }
-    // The sequence ends on OK; after the hold the scale relaxes exactly once.
-    let relaxed = eventually(Duration::from_secs(5), || async {
-        client.state().await["level"] == "ok"
-    })
-    .await;
-    assert!(relaxed, "never relaxed after the flapping stopped");
+    let state = client.state().await;
+    assert_eq!(state["level"], "soft", "held at SOFT while the store flaps");
+    assert_eq!(state["raw_level"], "ok", "the store's last word was OK");
     let text = client.metrics().await;
     let tightened = sample(&text, "mdp_backpressure_transitions_total{level=\"soft\"}");
     let relaxes = sample(&text, "mdp_backpressure_transitions_total{level=\"ok\"}");
-    assert_eq!((tightened, relaxes), (Some(1.0), Some(1.0)), "{text}");
+    assert_eq!((tightened, relaxes), (Some(1.0), Some(0.0)), "{text}");
     let suppressed = sample(&text, "mdp_backpressure_flaps_suppressed_total").expect("counted");
-    assert!(suppressed >= 900.0, "only {suppressed} flaps counted");
+    assert!(suppressed >= 998.0, "only {suppressed} flaps counted");
     client.service.stop().await;
 }
 
@@ -493,7 +493,7 @@ async fn the_history_records_one_sample_a_second() {
     client
         .post("/feedback", &store_event(6000, "soft", None))
         .await;
-    let filled = eventually(Duration::from_secs(4), || async {
+    let filled = eventually(Duration::from_secs(20), || async {
         let (_, body) = client.get("/api/v1/history").await;
         let history: Value = serde_json::from_str(&body).expect("json");
         history["samples"].as_array().is_some_and(|s| {

@@ -88,7 +88,7 @@ proptest! {
     fn mangled_expositions_yield_only_valid_depths(
         lines in prop::collection::vec(
             prop_oneof![
-                (".{0,20}", "-?[0-9.eE+]{0,12}|NaN|\\+Inf|-Inf").prop_map(|(id, v)| format!("mds_coord_queue_depth{{coord_id=\"{id}\"}} {v}")),
+                (".{0,20}|[a-z_]{60,70}", "-?[0-9.eE+]{0,12}|NaN|\\+Inf|-Inf").prop_map(|(id, v)| format!("mds_coord_queue_depth{{coord_id=\"{id}\"}} {v}")),
                 ".{0,60}",
                 Just("# TYPE mds_coord_queue_depth gauge".to_owned()),
             ],

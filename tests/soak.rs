@@ -118,8 +118,28 @@ async fn load(mdp: &MdpProcess, span: Duration, tally: Arc<Tally>) {
     }
 }
 
+/// The two tests of this file load the machine: run them one at a time, so
+/// that neither measures the other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits until the process's open descriptors stop changing (its load's
+/// connections closed), at most 10 s; returns (fds, RSS KiB).
+async fn settled(pid: u32) -> (usize, u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = open_fds(pid);
+    let mut steady = 0;
+    while steady < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = open_fds(pid);
+        steady = if now == last { steady + 1 } else { 0 };
+        last = now;
+    }
+    (last, rss_kib(pid))
+}
+
 #[tokio::test]
 async fn mixed_load_leaves_no_errors_leaks_or_growth() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let seconds: u64 = std::env::var("MDP_SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -130,11 +150,9 @@ async fn mixed_load_leaves_no_errors_leaks_or_growth() {
     // Warm up: first connections, history ring filling, allocator arenas.
     let warmup = Duration::from_secs((seconds / 4).max(3));
     load(&mdp, warmup, tally.clone()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (fds_before, rss_before) = (open_fds(pid), rss_kib(pid));
+    let (fds_before, rss_before) = settled(pid).await;
     load(&mdp, Duration::from_secs(seconds), tally.clone()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (fds_after, rss_after) = (open_fds(pid), rss_kib(pid));
+    let (fds_after, rss_after) = settled(pid).await;
     let ok = tally.ok.load(Ordering::Relaxed);
     let server_errors = tally.server_errors.load(Ordering::Relaxed);
     let failures = tally.failures.load(Ordering::Relaxed);
@@ -157,6 +175,7 @@ async fn mixed_load_leaves_no_errors_leaks_or_growth() {
 
 #[tokio::test]
 async fn sigterm_under_load_answers_no_5xx_and_exits_zero() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut mdp = MdpProcess::serve(&["--drain-delay", "500ms"], &[]);
     let tally = Arc::new(Tally::default());
     let load_task = {
