@@ -7,9 +7,9 @@ use crate::control::Controller;
 use crate::engine::{self, Command, EngineHandle};
 use crate::feedback::pull::{self, PullConfig};
 use crate::http::{self, Ctx};
-use crate::rate::RateCoordinator;
+use crate::rate::{RateCoordinator, SharedBudget};
 use crate::replicas::{self, ReplicaSource, ReplicaTracker, ReplicaView, Resolution};
-use crate::telemetry::Metrics;
+use crate::telemetry::{BudgetMode, Metrics};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +27,8 @@ pub enum StartError {
     },
     #[error("cannot build the HTTP client for pull mode: {0}")]
     Client(String),
+    #[error("cannot set up the shared budget (--budget-redis): {0}")]
+    SharedBudget(String),
     #[error("cannot set up DNS resolution for --replicas-dns: {0}")]
     Resolver(String),
 }
@@ -52,11 +54,19 @@ impl Service {
         let clock = Clock::new();
         let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let metrics = Metrics::new(&names);
-        let rates = Arc::new(RateCoordinator::new(
+        let mut rates = RateCoordinator::new(
             &config.providers,
             config.feedback_provider.as_deref(),
             clock,
-        ));
+        )
+        .with_counters(&metrics.tokens_granted, &metrics.requests_throttled);
+        if let Some(shared) = &config.budget_redis {
+            let budget = SharedBudget::start(shared.clone())
+                .map_err(|e| StartError::SharedBudget(e.to_string()))?;
+            rates = rates.with_shared(budget);
+        }
+        let rates = Arc::new(rates);
+        start_budget_watch(&rates, &metrics);
         let feedback_providers: Vec<String> = rates
             .views()
             .into_iter()
@@ -165,6 +175,29 @@ impl Service {
         drop(ctx);
         engine_task.abort();
     }
+}
+
+/// Shows the budget's mode in the metrics and wakes waiters when it changes.
+fn start_budget_watch(rates: &Arc<RateCoordinator>, metrics: &Metrics) {
+    let Some(shared) = rates.shared() else {
+        metrics.set_budget_mode(BudgetMode::Split);
+        return;
+    };
+    metrics.set_budget_mode(BudgetMode::Fallback);
+    let mut mode = shared.watch_mode();
+    let (rates, metrics) = (Arc::downgrade(rates), metrics.clone());
+    tokio::spawn(async move {
+        while mode.changed().await.is_ok() {
+            let Some(rates) = rates.upgrade() else { return };
+            let shared = *mode.borrow_and_update();
+            metrics.set_budget_mode(if shared {
+                BudgetMode::Shared
+            } else {
+                BudgetMode::Fallback
+            });
+            rates.notify_change();
+        }
+    });
 }
 
 /// Applies the replica share now and, with a peer name, keeps it current.
