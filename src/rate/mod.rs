@@ -556,4 +556,142 @@ mod tests {
         assert!(ibkr.tokens_granted >= 100 && ibkr.tokens_granted < 110);
         assert_eq!(ibkr.tokens_granted + ibkr.requests_throttled, 120);
     }
+
+    fn one_provider(spec: &str) -> Arc<RateCoordinator> {
+        let spec = spec.parse::<ProviderSpec>().expect("valid");
+        Arc::new(RateCoordinator::new(&[spec], None, Clock::new()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_too_small_to_split_still_grants_whole_tokens() {
+        // 1 token/s over 4 replicas: the share is 0.25 token/s and would hold
+        // 0.25 tokens; the floor of one token lets each pod grant.
+        let rates = one_provider("slow=1/s");
+        rates.set_share(0.25);
+        let view = &rates.views()[0];
+        assert_eq!((view.effective_rate, view.effective_burst), (0.25, 1.0));
+        let waited = rates
+            .acquire("slow", 1, Duration::from_secs(1))
+            .await
+            .expect("granted within the rate interval");
+        assert!(waited <= Duration::from_secs(1));
+        // The next one comes at the per-pod rate: 4 s later, not sooner.
+        let started = Instant::now();
+        assert!(matches!(
+            rates.acquire("slow", 1, Duration::ZERO).await,
+            Err(Refusal::Throttled { .. })
+        ));
+        rates
+            .acquire("slow", 1, Duration::from_secs(5))
+            .await
+            .expect("granted at the share's rate");
+        let waited = started.elapsed().as_secs_f64();
+        assert!((3.9..=4.1).contains(&waited), "{waited}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn more_than_can_ever_be_granted_is_refused_with_the_limit() {
+        let rates = one_provider("ibkr=60/s,burst=100");
+        assert_eq!(
+            rates.acquire("ibkr", 1000, Duration::from_secs(5)).await,
+            Err(Refusal::TooMany { limit: 100 })
+        );
+        rates.set_share(0.25);
+        assert_eq!(
+            rates.acquire("ibkr", 26, Duration::ZERO).await,
+            Err(Refusal::TooMany { limit: 25 })
+        );
+        assert_eq!(
+            rates.acquire("nope", 1, Duration::ZERO).await,
+            Err(Refusal::Unknown)
+        );
+        assert_eq!(rates.views()[0].requests_throttled, 0, "not throttles");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_is_served_before_requests_that_arrived_after_it() {
+        let rates = one_provider("ibkr=10/s,burst=10");
+        rates
+            .acquire("ibkr", 10, Duration::ZERO)
+            .await
+            .expect("the burst");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let big = {
+            let (rates, order) = (rates.clone(), order.clone());
+            tokio::spawn(async move {
+                let result = rates.acquire("ibkr", 5, Duration::from_secs(5)).await;
+                lock(&order).push(5);
+                result
+            })
+        };
+        // Let the 5-token request join the queue, then loop 1-token requests.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(rates.views()[0].waiting, 1);
+        let mut small = Vec::new();
+        for _ in 0..5 {
+            let (rates, order) = (rates.clone(), order.clone());
+            small.push(tokio::spawn(async move {
+                let result = rates.acquire("ibkr", 1, Duration::from_secs(5)).await;
+                lock(&order).push(1);
+                result
+            }));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A 1-token request that will not wait is refused while others wait.
+        assert!(matches!(
+            rates.acquire("ibkr", 1, Duration::ZERO).await,
+            Err(Refusal::Throttled { .. })
+        ));
+        let waited = big.await.expect("task").expect("granted");
+        assert!(waited >= Duration::from_millis(490), "{waited:?}");
+        for task in small {
+            task.await.expect("task").expect("granted after the big one");
+        }
+        assert_eq!(*lock(&order), vec![5, 1, 1, 1, 1, 1]);
+        let view = &rates.views()[0];
+        assert_eq!((view.tokens_granted, view.requests_throttled), (20, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_request_is_counted_once_however_long_it_waited() {
+        let rates = one_provider("ibkr=1/s,burst=1");
+        rates.set_control_scale(0.0);
+        let refused = rates.acquire("ibkr", 1, Duration::from_secs(3)).await;
+        assert_eq!(
+            refused,
+            Err(Refusal::Throttled {
+                retry_after: PAUSED_RETRY
+            })
+        );
+        assert_eq!(rates.views()[0].requests_throttled, 1);
+        assert_eq!(rates.views()[0].tokens_granted, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_cannot_make_its_deadline_takes_no_place() {
+        let rates = one_provider("ibkr=1/s,burst=5");
+        rates.acquire("ibkr", 5, Duration::ZERO).await.expect("burst");
+        // 5 tokens take 5 s: a 1 s wait cannot do, so it is refused at once.
+        let started = Instant::now();
+        let refused = rates.acquire("ibkr", 5, Duration::from_secs(1)).await;
+        assert!(matches!(refused, Err(Refusal::Throttled { retry_after }) if retry_after >= Duration::from_secs(4)));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(rates.views()[0].waiting, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resume_wakes_a_paused_waiter() {
+        let rates = one_provider("ibkr=10/s,burst=10");
+        rates.set_control_scale(0.0);
+        let waiter = {
+            let rates = rates.clone();
+            tokio::spawn(async move { rates.acquire("ibkr", 1, Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rates.set_control_scale(1.0);
+        let waited = waiter.await.expect("task").expect("granted after the resume");
+        // The pause kept no burst: the token accrued after the resume.
+        assert!(waited >= Duration::from_millis(2100), "{waited:?}");
+        assert!(waited <= Duration::from_millis(2200), "{waited:?}");
+    }
 }
