@@ -367,7 +367,10 @@ impl RateCoordinator {
             if rate <= 0.0 {
                 return Err(Throttle::Paused);
             }
-            if let Some(answer) = shared.take(&provider.spec.name, rate, capacity, wanted).await {
+            if let Some(answer) = shared
+                .take(&provider.spec.name, rate, capacity, wanted)
+                .await
+            {
                 return answer;
             }
             self.notify_change();
@@ -645,7 +648,9 @@ mod tests {
         let waited = big.await.expect("task").expect("granted");
         assert!(waited >= Duration::from_millis(490), "{waited:?}");
         for task in small {
-            task.await.expect("task").expect("granted after the big one");
+            task.await
+                .expect("task")
+                .expect("granted after the big one");
         }
         assert_eq!(*lock(&order), vec![5, 1, 1, 1, 1, 1]);
         let view = &rates.views()[0];
@@ -670,11 +675,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_waiter_that_cannot_make_its_deadline_takes_no_place() {
         let rates = one_provider("ibkr=1/s,burst=5");
-        rates.acquire("ibkr", 5, Duration::ZERO).await.expect("burst");
+        rates
+            .acquire("ibkr", 5, Duration::ZERO)
+            .await
+            .expect("burst");
         // 5 tokens take 5 s: a 1 s wait cannot do, so it is refused at once.
         let started = Instant::now();
         let refused = rates.acquire("ibkr", 5, Duration::from_secs(1)).await;
-        assert!(matches!(refused, Err(Refusal::Throttled { retry_after }) if retry_after >= Duration::from_secs(4)));
+        assert!(
+            matches!(refused, Err(Refusal::Throttled { retry_after }) if retry_after >= Duration::from_secs(4))
+        );
         assert_eq!(started.elapsed(), Duration::ZERO);
         assert_eq!(rates.views()[0].waiting, 0);
     }
@@ -689,7 +699,10 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_secs(2)).await;
         rates.set_control_scale(1.0);
-        let waited = waiter.await.expect("task").expect("granted after the resume");
+        let waited = waiter
+            .await
+            .expect("task")
+            .expect("granted after the resume");
         // The pause kept no burst: the token accrued after the resume.
         assert!(waited >= Duration::from_millis(2100), "{waited:?}");
         assert!(waited <= Duration::from_millis(2200), "{waited:?}");

@@ -75,7 +75,9 @@ impl SharedConfig {
     /// Checks the URL without connecting.
     pub fn validate(&self) -> Result<(), SharedConfigError> {
         if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
-            return Err(SharedConfigError::Url("the scheme must be redis or rediss".into()));
+            return Err(SharedConfigError::Url(
+                "the scheme must be redis or rediss".into(),
+            ));
         }
         redis::Client::open(self.url.as_str())
             .map(|_| ())
@@ -268,7 +270,11 @@ mod tests {
     #[test]
     fn validates_the_url_and_never_logs_the_password() {
         assert!(config("redis://127.0.0.1:6379/0").validate().is_ok());
-        assert!(config("rediss://user:secret@redis.example:6380").validate().is_ok());
+        assert!(
+            config("rediss://user:secret@redis.example:6380")
+                .validate()
+                .is_ok()
+        );
         assert!(config("http://127.0.0.1:6379").validate().is_err());
         let redacted = config("rediss://user:secret@redis.example:6380").redacted_url();
         assert_eq!(redacted, "rediss://***@redis.example:6380");

@@ -29,6 +29,15 @@ pub enum ShareRule {
     Naive,
 }
 
+/// Where the pods take tokens from (`--budget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BudgetMode {
+    /// Each pod its own bucket holding its share (1/N, at least one token).
+    Split,
+    /// One bucket for all pods (the shared budget in Redis, `--budget-redis`).
+    Shared,
+}
+
 /// What the pods run, besides the autoscaler's pod count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetSettings {
@@ -45,6 +54,10 @@ pub struct FleetSettings {
     pub rule: ShareRule,
     /// `--replicas N`: every pod grants 1/N whatever the answer (no tracking).
     pub fixed: Option<u32>,
+    pub budget: BudgetMode,
+    /// For this long from the start all the workers' demand goes to one pod;
+    /// then it spreads evenly.
+    pub skew: Duration,
 }
 
 /// One provider's grants summed over all pods, one entry per simulated second.
@@ -62,6 +75,10 @@ pub struct GrantTrack {
     pub accrued: Vec<f64>,
     /// The largest control scale in force during each second.
     pub scale_max: Vec<f64>,
+    /// The most capacity the one-token floor added, summed over the pods, during
+    /// each second: the pods' buckets together hold at most this beyond
+    /// `burst x scale`, which bounds the overshoot of the split budget.
+    pub floor_tokens: Vec<f64>,
 }
 
 /// The pods' grants over a run.
@@ -76,6 +93,8 @@ pub struct PodGrants {
 struct SimPod {
     tracker: ReplicaTracker,
     buckets: Vec<TokenBucket>,
+    /// Demand not yet served, per provider: workers take whole tokens.
+    pending: Vec<f64>,
     next_refresh: Duration,
     /// In the peer answer now.
     listed: bool,
@@ -97,6 +116,8 @@ pub struct Fleet {
     /// In the Deployment's order: removal takes the last ones.
     live: Vec<SimPod>,
     draining: Vec<SimPod>,
+    /// The one bucket per provider of the shared budget.
+    shared: Vec<TokenBucket>,
     created: u64,
     /// The trackers' clock runs this far ahead, so the pods there at time zero have
     /// settled on their count (the run starts in steady state).
@@ -139,6 +160,7 @@ impl Fleet {
                 granted: Vec::new(),
                 accrued: Vec::new(),
                 scale_max: Vec::new(),
+                floor_tokens: Vec::new(),
             })
             .collect();
         let refresh = settings.refresh.max(Duration::from_millis(1));
@@ -150,6 +172,7 @@ impl Fleet {
             },
             max_replicas: max_replicas.max(1),
             seed,
+            shared: templates.clone(),
             templates,
             feedback,
             live: Vec::new(),
@@ -195,6 +218,7 @@ impl Fleet {
         SimPod {
             tracker,
             buckets: self.templates.clone(),
+            pending: vec![0.0; self.templates.len()],
             next_refresh: now + s.refresh.mul_f64(fraction.clamp(0.0, 0.999_999)),
             listed: false,
             was_listed: false,
@@ -232,6 +256,7 @@ impl Fleet {
             }
         }
         let serving = self.live.iter().filter(|p| p.listed).count() + self.draining.len();
+        let skewed = now < self.settings.skew;
         for (index, spec) in self.settings.providers.iter().enumerate() {
             let scale = if self.feedback[index] { scale } else { 1.0 };
             let track = &mut self.grants.providers[index];
@@ -243,23 +268,41 @@ impl Fleet {
             let asks = (step.as_secs_f64() * spec.rate / spec.burst * 2.0)
                 .ceil()
                 .clamp(1.0, 1000.0) as u32;
-            let want = self.settings.demand * spec.rate * step.as_secs_f64()
-                / serving.max(1) as f64
-                / f64::from(asks);
+            let total = self.settings.demand * spec.rate * step.as_secs_f64() / f64::from(asks);
+            let shared = &mut self.shared[index];
+            let split = self.settings.budget == BudgetMode::Split;
+            shared.set_scale(scale, now);
+            let mut floor = 0.0;
+            let mut first = true;
             for pod in self.live.iter_mut().chain(self.draining.iter_mut()) {
                 let bucket = &mut pod.buckets[index];
                 bucket.set_scale(scale * pod.tracker.share(), now);
                 if !(pod.listed || pod.drain_until > now) {
                     continue;
                 }
+                if split {
+                    floor += (bucket.capacity() - spec.burst * bucket.scale()).max(0.0);
+                }
+                let want = match (skewed, first) {
+                    (true, true) => total,
+                    (true, false) => 0.0,
+                    (false, _) => total / serving.max(1) as f64,
+                };
+                first = false;
+                let bucket = if split { bucket } else { &mut *shared };
+                let pending = &mut pod.pending[index];
                 for ask in 0..asks {
                     let at = now + step * ask / asks;
-                    let grant = want.min(bucket.available(at));
-                    if grant > 0.0 && bucket.try_acquire(grant, at).is_ok() {
+                    // Unserved demand waits a little (workers retry), not forever.
+                    *pending = (*pending + want).min(want * f64::from(asks) + 1.0);
+                    let grant = pending.min(bucket.available(at)).floor();
+                    if grant >= 1.0 && bucket.try_acquire(grant, at).is_ok() {
                         track.granted[second] += grant;
+                        *pending -= grant;
                     }
                 }
             }
+            track.floor_tokens[second] = track.floor_tokens[second].max(floor);
         }
     }
 
@@ -270,6 +313,7 @@ impl Fleet {
                 track.granted.push(0.0);
                 track.accrued.push(0.0);
                 track.scale_max.push(0.0);
+                track.floor_tokens.push(0.0);
             }
         }
     }
@@ -324,6 +368,8 @@ mod tests {
             demand,
             rule: ShareRule::Conservative,
             fixed: None,
+            budget: BudgetMode::Split,
+            skew: Duration::ZERO,
         }
     }
 
