@@ -194,9 +194,11 @@ pub fn summarize(track: &GrantTrack, demand: f64, scenario: &Scenario) -> GrantS
         .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
         .map_or((0, 0.0), |(at, &v)| (at as u64, v));
     let within_bound = WINDOWS.iter().all(|&length| {
-        windows(track, length).into_iter().all(|(at, granted, budget)| {
-            granted <= budget + floor_allowance(track, at, length) + EPSILON * budget.max(1.0)
-        })
+        windows(track, length)
+            .into_iter()
+            .all(|(at, granted, budget)| {
+                granted <= budget + floor_allowance(track, at, length) + EPSILON * budget.max(1.0)
+            })
     });
     let (granted_total, budget_total) = (
         track.granted.iter().sum::<f64>(),

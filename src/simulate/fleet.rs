@@ -476,4 +476,88 @@ mod tests {
         let shares: Vec<f64> = naive.live.iter().map(|p| p.tracker.share()).collect();
         assert_eq!(shares, [0.5, 0.5, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]);
     }
+
+    fn run(settings: &FleetSettings, pods: u32, seconds: u64) -> GrantTrack {
+        let step = Duration::from_millis(100);
+        let mut fleet = Fleet::new(settings, 10, pods, 3).expect("valid");
+        for i in 0..seconds * 10 {
+            fleet.step(
+                step * u32::try_from(i).expect("small"),
+                step,
+                pods,
+                pods,
+                1.0,
+            );
+        }
+        fleet.finish().providers.remove(0)
+    }
+
+    fn utilization(track: &GrantTrack) -> f64 {
+        track.granted.iter().sum::<f64>() / track.accrued.iter().sum::<f64>()
+    }
+
+    // All demand on one of three pods, then spread: split strands two thirds of
+    // the budget while skewed, shared hands it all to the busy pod; neither
+    // ever exceeds the budget.
+    #[test]
+    fn skewed_demand_split_strands_budget_shared_does_not() {
+        let skewed = |budget| FleetSettings {
+            fixed: Some(3),
+            budget,
+            skew: Duration::from_secs(120),
+            ..settings(1.5)
+        };
+        let split = run(&skewed(BudgetMode::Split), 3, 240);
+        let shared = run(&skewed(BudgetMode::Shared), 3, 240);
+        let during = |t: &GrantTrack| t.granted[..120].iter().sum::<f64>() / (60.0 * 120.0);
+        let after = |t: &GrantTrack| t.granted[120..].iter().sum::<f64>() / (60.0 * 120.0);
+        assert!((0.3..0.4).contains(&during(&split)), "{}", during(&split));
+        assert!(during(&shared) > 0.95, "{}", during(&shared));
+        assert!(after(&split) > 0.95 && after(&shared) > 0.95);
+        assert!(utilization(&shared) > utilization(&split) + 0.2);
+        for track in [&split, &shared] {
+            for length in [1, 10, 60] {
+                for (start, granted, budget) in windows(track, length) {
+                    assert!(
+                        granted <= budget + 1e-9,
+                        "{length} s at {start}: {granted} > {budget}"
+                    );
+                }
+            }
+        }
+    }
+
+    // 1 token/s, burst 1, over 4 pods: each pod's share of the burst is 0.25 of a
+    // token, the floor lets each hold one. Whole tokens are granted, and the
+    // excess stays within the floor's allowance, max(0, N - burst) = 3 tokens.
+    #[test]
+    fn a_small_provider_grants_whole_tokens_within_the_floor_bound() {
+        let small = FleetSettings {
+            providers: vec!["slow=1/s,burst=1".parse().expect("valid")],
+            fixed: Some(4),
+            ..settings(2.0)
+        };
+        let track = run(&small, 4, 120);
+        assert!(
+            track.granted.iter().all(|g| g.fract() == 0.0),
+            "whole tokens"
+        );
+        assert!(utilization(&track) > 0.9, "{}", utilization(&track));
+        assert!(track.floor_tokens.iter().all(|&f| (f - 3.0).abs() < 1e-9));
+        let mut worst: f64 = 0.0;
+        for length in [1, 10, 60] {
+            for (start, granted, budget) in windows(&track, length) {
+                let allowance = crate::simulate::budget::floor_allowance(&track, start, length);
+                assert!(
+                    granted <= budget + allowance + 1e-9,
+                    "{length} s at {start}"
+                );
+                worst = worst.max(granted - budget);
+            }
+        }
+        assert!(
+            worst > 0.0 && worst <= 3.0,
+            "the floor's excess is real and bounded: {worst}"
+        );
+    }
 }
