@@ -299,3 +299,73 @@ async fn losing_redis_falls_back_to_the_local_share_and_returns() {
         granted[0]
     );
 }
+
+#[test]
+fn a_bad_redis_url_is_refused_in_one_line_without_its_password() {
+    for url in [
+        "http://127.0.0.1:6379",
+        "redis://:hunter2secret@127.0.0.1:notaport/0",
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mdp"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--budget-redis", url])
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("--budget-redis"), "{stderr}");
+        assert!(!stderr.contains("hunter2secret"), "{stderr}");
+    }
+}
+
+#[test]
+fn the_export_takes_the_url_from_a_secret_only() {
+    let dir = std::env::temp_dir().join(format!("mdp-export-secret-{}", std::process::id()));
+    let export = |extra: &[&str]| {
+        let mut argv = vec!["export", "--out", dir.to_str().expect("utf-8 temp dir")];
+        argv.extend_from_slice(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_mdp"))
+            .args(&argv)
+            .output()
+            .expect("runs")
+    };
+    let refused = export(&["--budget-redis", "redis://:hunter2secret@redis:6379/0"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--budget-redis-secret") && !stderr.contains("hunter2secret"),
+        "{stderr}"
+    );
+    let done = export(&["--budget-redis-secret", "mdp-budget-redis:url"]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let deployment = yaml_files(&dir.join("deploy"))
+        .into_iter()
+        .map(|path| std::fs::read_to_string(path).unwrap_or_default())
+        .find(|text| text.lines().any(|line| line == "kind: Deployment"))
+        .expect("a Deployment");
+    let _ = std::fs::remove_dir_all(&dir);
+    let at = deployment.find("MDP_BUDGET_REDIS").expect("the variable");
+    let entry = &deployment[at..(at + 200).min(deployment.len())];
+    assert!(entry.contains("secretKeyRef"), "{entry}");
+    assert!(
+        entry.contains("name: mdp-budget-redis") && entry.contains("key: url"),
+        "{entry}"
+    );
+}
+
+fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(yaml_files(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            found.push(path);
+        }
+    }
+    found
+}
