@@ -171,6 +171,19 @@ pub struct ServeArgs {
     /// Resolve the peer name from this hosts-format file instead of DNS.
     #[arg(long, env = "MDP_REPLICAS_HOSTS_FILE")]
     pub replicas_hosts_file: Option<std::path::PathBuf>,
+    /// Keep every provider's bucket in this Redis/Valkey (redis:// or rediss://,
+    /// credentials in the URL), shared by all pods; the local share is the fallback.
+    #[arg(long, env = "MDP_BUDGET_REDIS", hide_env_values = true)]
+    pub budget_redis: Option<String>,
+    /// Longest wait for Redis on one acquire before granting the local share instead.
+    #[arg(long, env = "MDP_BUDGET_REDIS_TIMEOUT", default_value = "25ms", value_parser = duration)]
+    pub budget_redis_timeout: Duration,
+    /// How often a pod on the local share checks whether Redis answers again.
+    #[arg(long, env = "MDP_BUDGET_REDIS_PROBE", default_value = "1s", value_parser = duration)]
+    pub budget_redis_probe: Duration,
+    /// Prefix of the bucket keys in Redis (PREFIX:PROVIDER); one per installation.
+    #[arg(long, env = "MDP_BUDGET_REDIS_PREFIX", default_value = "mdp:budget")]
+    pub budget_redis_prefix: String,
 
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MDP_MAX_BODY", default_value_t = 65_536)]

@@ -82,6 +82,8 @@ pub struct ServeConfig {
     pub replicas: ReplicaSource,
     /// A smaller replica count must hold this long before the share grows.
     pub replicas_shrink_hold: Duration,
+    /// The shared budget in Redis, when configured.
+    pub budget_redis: Option<crate::rate::SharedConfig>,
     pub http: HttpLimits,
     pub connections: ConnectionLimits,
     pub auth_token: Option<Token>,
@@ -166,6 +168,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             .map_err(|e| refuse("max-replicas", e))?;
         let replicas = replica_source(&args)?;
         let connections = connection_limits(&args)?;
+        let budget_redis = budget_redis(&args)?;
         let auth_token = auth_token(&args)?;
         if args.auth_reads && auth_token.is_none() {
             return Err(refuse(
@@ -187,6 +190,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             autoscale,
             replicas,
             replicas_shrink_hold: args.replicas_shrink_hold,
+            budget_redis,
             http: HttpLimits {
                 max_body: args.max_body,
                 acquire_max_wait: args.acquire_max_wait,
@@ -222,6 +226,30 @@ fn auth_token(args: &ServeArgs) -> Result<Option<Token>, ConfigError> {
             "the token must be at least 16 characters without spaces",
         )
     })
+}
+
+fn budget_redis(args: &ServeArgs) -> Result<Option<crate::rate::SharedConfig>, ConfigError> {
+    let Some(url) = &args.budget_redis else {
+        return Ok(None);
+    };
+    if args.budget_redis_timeout.is_zero() {
+        return Err(refuse("budget-redis-timeout", "must be > 0"));
+    }
+    if args.budget_redis_probe.is_zero() {
+        return Err(refuse("budget-redis-probe", "must be > 0"));
+    }
+    if args.budget_redis_prefix.is_empty() {
+        return Err(refuse("budget-redis-prefix", "must not be empty"));
+    }
+    let config = crate::rate::SharedConfig {
+        url: url.clone(),
+        key_prefix: args.budget_redis_prefix.clone(),
+        timeout: args.budget_redis_timeout,
+        probe_every: args.budget_redis_probe,
+    };
+    // The message names the problem, never the URL (it may hold a password).
+    config.validate().map_err(|e| refuse("budget-redis", e))?;
+    Ok(Some(config))
 }
 
 fn connection_limits(args: &ServeArgs) -> Result<ConnectionLimits, ConfigError> {

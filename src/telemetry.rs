@@ -79,6 +79,30 @@ pub struct MetricSet {
     pub requests_throttled: IntCounterVec,
     pub replicas: IntGauge,
     pub unauthorized: IntCounterVec,
+    pub budget_mode: IntGaugeVec,
+}
+
+/// Where a pod's tokens come from (`mdp_budget_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetMode {
+    /// The local 1/N share, as configured (no shared budget).
+    Split,
+    /// One bucket in Redis for all pods.
+    Shared,
+    /// A shared budget is configured but Redis does not answer: the local share.
+    Fallback,
+}
+
+impl BudgetMode {
+    pub const ALL: [BudgetMode; 3] = [BudgetMode::Split, BudgetMode::Shared, BudgetMode::Fallback];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetMode::Split => "split",
+            BudgetMode::Shared => "shared",
+            BudgetMode::Fallback => "fallback",
+        }
+    }
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -204,6 +228,18 @@ impl Metrics {
             "Requests refused for a missing or wrong bearer token, by route.",
             &["route"]
         );
+        let budget_mode = metric!(
+            None,
+            IntGaugeVec,
+            "mdp_budget_mode",
+            "Where this pod takes tokens from: 1 for the mode in force (split: its local share; shared: one bucket in Redis; fallback: the local share because Redis does not answer).",
+            &["mode"]
+        );
+        for mode in BudgetMode::ALL {
+            budget_mode
+                .with_label_values(&[mode.as_str()])
+                .set(i64::from(mode == BudgetMode::Split));
+        }
 
         let mut names: Vec<&str> = providers.to_vec();
         names.sort_unstable();
@@ -244,11 +280,21 @@ impl Metrics {
             requests_throttled,
             replicas,
             unauthorized,
+            budget_mode,
         }))
     }
 }
 
 impl MetricSet {
+    /// Sets `mdp_budget_mode`: 1 for `mode`, 0 for the others.
+    pub fn set_budget_mode(&self, mode: BudgetMode) {
+        for other in BudgetMode::ALL {
+            self.budget_mode
+                .with_label_values(&[other.as_str()])
+                .set(i64::from(other == mode));
+        }
+    }
+
     /// A configured provider's series (scale, state, events, effective rate).
     pub fn provider(&self, name: &str) -> Option<&ProviderSeries> {
         self.providers

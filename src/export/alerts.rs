@@ -111,6 +111,17 @@ pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
                 .into(),
         },
         Alert {
+            name: "MdpBudgetNotShared",
+            expr: "sum by (namespace) (mdp_budget_mode{mode=\"fallback\"}) > 0".into(),
+            hold: "2m",
+            severity: "warning",
+            summary: "Provider budgets are not shared: Redis does not answer".into(),
+            description: "{{ $value }} pod(s) with a shared budget have granted only their \
+                          local 1/N share for 2 minutes because Redis does not answer: a busy \
+                          pod gets a fraction of the budget. Check the Redis the pods use."
+                .into(),
+        },
+        Alert {
             name: "MdpAutoscalingSignalAbsent",
             expr: format!("absent({depth})"),
             hold: "5m",

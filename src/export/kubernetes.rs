@@ -105,6 +105,8 @@ pub enum EnvValue {
     Value(String),
     /// `valueFrom.fieldRef.fieldPath` (the downward API).
     Field(&'static str),
+    /// `valueFrom.secretKeyRef` (Secret name, key).
+    Secret(String, String),
 }
 
 /// The service's own options as the pod's environment: the pod runs exactly the
@@ -213,6 +215,13 @@ pub fn pod_environment(
         .collect();
     // The pod finds itself among its peers by its own address.
     env.push(("MDP_POD_IP", EnvValue::Field("status.podIP")));
+    // The shared budget: the URL (and its password) only from a Secret.
+    if let Some((secret, key)) = &options.budget_redis_secret {
+        env.push((
+            "MDP_BUDGET_REDIS",
+            EnvValue::Secret(secret.clone(), key.clone()),
+        ));
+    }
     env
 }
 
@@ -229,6 +238,10 @@ fn deployment(options: &ExportOptions, config: &ServeConfig, autoscale_json: &st
             EnvValue::Field(path) => obj! {
                 "name": name,
                 "valueFrom": obj! { "fieldRef": obj! { "fieldPath": path } },
+            },
+            EnvValue::Secret(secret, key) => obj! {
+                "name": name,
+                "valueFrom": obj! { "secretKeyRef": obj! { "name": secret, "key": key } },
             },
         })
         .collect();

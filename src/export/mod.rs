@@ -53,6 +53,10 @@ pub struct ExportArgs {
     /// The rate-scale-low alert fires when a provider's scale averages below this for 10m.
     #[arg(long, env = "MDP_EXPORT_ALERT_SCALE_BELOW", default_value_t = 0.3)]
     pub alert_scale_below: f64,
+    /// Shared budget: the pods read MDP_BUDGET_REDIS from this Secret's key
+    /// (NAME[:KEY], key `url` by default); the URL never appears in a manifest.
+    #[arg(long, env = "MDP_EXPORT_BUDGET_REDIS_SECRET")]
+    pub budget_redis_secret: Option<String>,
 }
 
 /// Default `--image`: the Dockerfile's image, tagged with this version.
@@ -75,6 +79,8 @@ pub struct ExportOptions {
     /// `MDP_DRAIN_DELAY` of the pods.
     pub drain_delay: Duration,
     pub alert_scale_below: f64,
+    /// The Secret (name, key) holding the shared budget's Redis URL.
+    pub budget_redis_secret: Option<(String, String)>,
 }
 
 impl Default for ExportOptions {
@@ -89,6 +95,7 @@ impl Default for ExportOptions {
             cluster_domain,
             drain_delay: POD_DRAIN_DELAY,
             alert_scale_below: 0.3,
+            budget_redis_secret: None,
         }
     }
 }
@@ -220,6 +227,23 @@ impl ExportOptions {
     }
 }
 
+/// `NAME[:KEY]` of the Secret holding the Redis URL (key `url` by default).
+fn budget_redis_secret(text: &str) -> Result<(String, String), ExportError> {
+    let (name, key) = text.split_once(':').unwrap_or((text, "url"));
+    let key_ok = !key.is_empty()
+        && key.len() <= 253
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !is_dns_label(name, 253) || !key_ok {
+        return Err(refuse(
+            "budget-redis-secret",
+            format!("{text:?} must be NAME[:KEY], a Secret's name and one of its keys"),
+        ));
+    }
+    Ok((name.to_owned(), key.to_owned()))
+}
+
 impl ExportArgs {
     /// The validated options and service configuration. Without `--store-metrics-url`
     /// the pods poll the store at its conventional in-cluster address.
@@ -229,6 +253,17 @@ impl ExportArgs {
             .store_metrics_url
             .get_or_insert_with(|| default_store_url(&self.namespace, &self.cluster_domain))
             .clone();
+        if serve.budget_redis.is_some() {
+            // A URL may carry a password: manifests only ever name a Secret.
+            anyhow::bail!(
+                "invalid --budget-redis: export takes the URL from a Secret, use --budget-redis-secret NAME[:KEY]"
+            );
+        }
+        let budget_redis_secret = self
+            .budget_redis_secret
+            .as_deref()
+            .map(budget_redis_secret)
+            .transpose()?;
         let config = ServeConfig::try_from(serve)?;
         let options = ExportOptions {
             namespace: self.namespace.clone(),
@@ -242,6 +277,7 @@ impl ExportArgs {
                 config.drain_delay
             },
             alert_scale_below: self.alert_scale_below,
+            budget_redis_secret,
         };
         options.validate()?;
         Ok((options, config))

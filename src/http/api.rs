@@ -5,7 +5,7 @@ use super::error::{ApiError, json_response};
 use crate::clock::unix_now;
 use crate::control::Outcome;
 use crate::feedback;
-use crate::rate::{Grant, Throttle};
+use crate::rate::Refusal;
 use crate::telemetry;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -14,9 +14,6 @@ use std::time::Duration;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Buf, Filter};
-
-/// Advice to a worker refused during a pause: look again after this long.
-const PAUSED_RETRY: Duration = Duration::from_secs(1);
 
 pub fn health() -> Response {
     json_response(
@@ -199,69 +196,31 @@ pub async fn acquire(ctx: Ctx, body: Body) -> Response {
 async fn try_acquire(ctx: &Ctx, body: Body) -> Result<serde_json::Value, ApiError> {
     let request: AcquireRequest = serde_json::from_slice(&body?)
         .map_err(|e| ApiError::BadRequest(format!("body is not a valid acquire request: {e}")))?;
-    let burst = ctx
-        .rates
-        .burst_of(&request.provider)
-        .ok_or_else(|| ApiError::NotFound(format!("unknown provider {:?}", request.provider)))?;
-    if request.tokens == 0 || f64::from(request.tokens) > burst {
-        return Err(ApiError::BadRequest(format!(
-            "tokens must be between 1 and the provider's burst ({burst})"
-        )));
-    }
     let max_wait = Duration::from_millis(request.wait_ms).min(ctx.config.http.acquire_max_wait);
-    let started = tokio::time::Instant::now();
-    let deadline = started + max_wait;
-    let mut changes = ctx.engine.snapshot.clone();
-    loop {
-        let grant = ctx
-            .rates
-            .try_acquire(&request.provider, f64::from(request.tokens))
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("unknown provider {:?}", request.provider))
-            })?;
-        let throttle = match grant {
-            Grant::Granted => {
-                ctx.metrics
-                    .tokens_granted
-                    .with_label_values(&[request.provider.as_str()])
-                    .inc_by(u64::from(request.tokens));
-                return Ok(json!({
-                    "granted": true,
-                    "provider": request.provider,
-                    "tokens": request.tokens,
-                    "waited_ms": started.elapsed().as_millis(),
-                }));
-            }
-            Grant::Throttled(throttle) => throttle,
-        };
-        let now = tokio::time::Instant::now();
-        let retry_after = match throttle {
-            Throttle::RetryAfter(wait) => wait,
-            Throttle::Paused => PAUSED_RETRY,
-        };
-        if now >= deadline
-            || (matches!(throttle, Throttle::RetryAfter(_)) && now + retry_after > deadline)
-        {
-            ctx.metrics
-                .requests_throttled
-                .with_label_values(&[request.provider.as_str()])
-                .inc();
-            return Err(ApiError::RateLimited {
-                provider: request.provider,
-                retry_after,
-            });
-        }
-        // Wait for the tokens to accrue, or (paused) for the scale to change.
-        // A shutdown does not cut the wait short: in-flight requests finish,
-        // bounded by --acquire-max-wait.
-        let wake = match throttle {
-            Throttle::RetryAfter(wait) => now + wait,
-            Throttle::Paused => deadline,
-        };
-        tokio::select! {
-            () = tokio::time::sleep_until(wake) => {}
-            _ = changes.changed() => {}
-        }
+    // The coordinator counts the outcome, once per request.
+    match ctx
+        .rates
+        .acquire(&request.provider, request.tokens, max_wait)
+        .await
+    {
+        Ok(waited) => Ok(json!({
+            "granted": true,
+            "provider": request.provider,
+            "tokens": request.tokens,
+            "waited_ms": waited.as_millis(),
+        })),
+        Err(Refusal::Unknown) => Err(ApiError::NotFound(format!(
+            "unknown provider {:?}",
+            request.provider
+        ))),
+        Err(Refusal::TooMany { limit }) => Err(ApiError::TooManyTokens {
+            provider: request.provider,
+            limit,
+        }),
+        Err(Refusal::Throttled { retry_after }) => Err(ApiError::RateLimited {
+            provider: request.provider,
+            retry_after,
+        }),
     }
 }
 

@@ -25,6 +25,8 @@ pub enum ApiError {
         provider: String,
         retry_after: Duration,
     },
+    #[error("tokens must be between 1 and {limit}, the most {provider} can ever grant at once")]
+    TooManyTokens { provider: String, limit: u32 },
     #[error("{0}")]
     TooManyCoordinators(String),
     #[error("{0}")]
@@ -34,7 +36,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::TooManyTokens { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -63,6 +65,10 @@ impl ApiError {
                 retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
             }
             ApiError::PayloadTooLarge { limit } => body["limit_bytes"] = json!(limit),
+            ApiError::TooManyTokens { provider, limit } => {
+                body["provider"] = json!(provider);
+                body["limit"] = json!(limit);
+            }
             _ => {}
         }
         let mut response = json_response(&body, status);

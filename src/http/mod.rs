@@ -41,14 +41,9 @@ impl Ctx {
     /// Takes `tokens` from `provider` and counts the outcome; None for an
     /// unknown provider, Some(false) when throttled.
     pub fn acquire(&self, provider: &str, tokens: f64) -> Option<bool> {
+        // The coordinator counts the outcome.
         match self.rates.try_acquire(provider, tokens)? {
-            crate::rate::Grant::Granted => {
-                self.metrics
-                    .tokens_granted
-                    .with_label_values(&[provider])
-                    .inc_by(tokens as u64);
-                Some(true)
-            }
+            crate::rate::Grant::Granted => Some(true),
             crate::rate::Grant::Throttled(_) => Some(false),
         }
     }

@@ -11,6 +11,11 @@ pub enum BucketError {
     Burst(f64),
 }
 
+/// The least a bucket holds while it is not paused: workers take whole tokens,
+/// so a share smaller than one token would never grant anything. The price is
+/// at most `1 - burst x scale` tokens beyond the share, once per window.
+pub const MIN_CAPACITY: f64 = 1.0;
+
 /// Why tokens were not granted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Throttle {
@@ -21,9 +26,10 @@ pub enum Throttle {
     Paused,
 }
 
-/// Token bucket: at most `burst x scale` tokens saved, refilled at
-/// `rate x scale` per second, so over any window W it grants at most
-/// `burst x scale + rate x scale x W` while the scale holds.
+/// Token bucket: at most `burst x scale` tokens saved (but never less than
+/// [`MIN_CAPACITY`] while the scale is above 0), refilled at `rate x scale` per
+/// second, so over any window W it grants at most
+/// `max(burst x scale, 1) + rate x scale x W` while the scale holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenBucket {
     base_rate: f64,
@@ -68,7 +74,11 @@ impl TokenBucket {
     }
 
     pub fn capacity(&self) -> f64 {
-        self.base_burst * self.scale
+        if self.scale > 0.0 {
+            (self.base_burst * self.scale).max(MIN_CAPACITY)
+        } else {
+            0.0
+        }
     }
 
     /// Tokens saved at `now`.
@@ -183,7 +193,8 @@ mod tests {
                     grants.push((now.as_secs_f64(), f64::from(n)));
                 }
             }
-            let (eff_rate, eff_burst) = (rate * scale, burst * scale);
+            let eff_rate = rate * scale;
+            let eff_burst = if scale > 0.0 { (burst * scale).max(MIN_CAPACITY) } else { 0.0 };
             for (i, (start, _)) in grants.iter().enumerate() {
                 let mut total = 0.0;
                 for (t, n) in &grants[i..] {

@@ -12,9 +12,9 @@ use crate::control::Controller;
 use crate::engine::{self, Command, EngineHandle};
 use crate::feedback::pull;
 use crate::http::{self, Ctx};
-use crate::rate::RateCoordinator;
+use crate::rate::{RateCoordinator, SharedBudget};
 use crate::replicas::{DnsWatch, ReplicaSource, ReplicaTracker, ReplicaView};
-use crate::telemetry::Metrics;
+use crate::telemetry::{BudgetMode, Metrics};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,6 +33,8 @@ pub enum StartError {
     },
     #[error("cannot build the HTTP client for pull mode: {0}")]
     Client(String),
+    #[error("cannot set up the shared budget (--budget-redis): {0}")]
+    SharedBudget(String),
     #[error("cannot set up DNS resolution for --replicas-dns: {0}")]
     Resolver(String),
 }
@@ -50,6 +52,7 @@ const CONTROL_LOOP: &str = "control loop";
 const LISTENER: &str = "listener";
 const POLLER: &str = "store poller";
 const REPLICA_WATCH: &str = "replica watch";
+const BUDGET_WATCH: &str = "budget watch";
 
 /// A service whose listener is bound and whose tasks run.
 pub struct Service {
@@ -76,11 +79,18 @@ impl Service {
         let clock = Clock::new();
         let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let metrics = Metrics::new(&names);
-        let rates = Arc::new(RateCoordinator::new(
+        let mut rates = RateCoordinator::new(
             &config.providers,
             config.feedback_provider.as_deref(),
             clock,
-        ));
+        )
+        .with_counters(&metrics.tokens_granted, &metrics.requests_throttled);
+        if let Some(shared) = &config.budget_redis {
+            let budget = SharedBudget::start(shared.clone())
+                .map_err(|e| StartError::SharedBudget(e.to_string()))?;
+            rates = rates.with_shared(budget);
+        }
+        let rates = Arc::new(rates);
         let feedback_providers: Vec<String> = rates
             .views()
             .into_iter()
@@ -103,6 +113,9 @@ impl Service {
             start_replica_watch(&config, rates.clone(), metrics.clone(), shutdown.clone())?;
         if let Some(watch) = replica_watch {
             tasks.spawn(REPLICA_WATCH, watch);
+        }
+        if let Some(watch) = budget_watch(&rates, &metrics, shutdown.clone()) {
+            tasks.spawn(BUDGET_WATCH, watch);
         }
         if let Some(pull) = &config.pull {
             let client = pull::client().map_err(StartError::Client)?;
@@ -250,6 +263,38 @@ impl Service {
         }
         failure.map_or(Ok(()), |exit| Err(RunError::TaskDied(exit)))
     }
+}
+
+/// Shows the budget's mode in the metrics; in shared mode, also returns the
+/// watch that follows it and wakes waiters when it changes.
+fn budget_watch(
+    rates: &Arc<RateCoordinator>,
+    metrics: &Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
+    let Some(shared) = rates.shared() else {
+        metrics.set_budget_mode(BudgetMode::Split);
+        return None;
+    };
+    metrics.set_budget_mode(BudgetMode::Fallback);
+    let mut mode = shared.watch_mode();
+    let (rates, metrics) = (Arc::downgrade(rates), metrics.clone());
+    Some(async move {
+        loop {
+            tokio::select! {
+                changed = mode.changed() => if changed.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+            let Some(rates) = rates.upgrade() else { return };
+            let shared = *mode.borrow_and_update();
+            metrics.set_budget_mode(if shared {
+                BudgetMode::Shared
+            } else {
+                BudgetMode::Fallback
+            });
+            rates.notify_change();
+        }
+    })
 }
 
 /// Applies the replica share now; with a peer name, also returns the watch

@@ -11,6 +11,12 @@
 //! what one pod holding the whole budget could grant: at most a full (scaled) burst
 //! saved at `a`, plus what its bucket accrues. Any excess is tokens the provider sees
 //! beyond its limit because several pods' shares added up to more than one.
+//!
+//! A split budget adds one known excess: a pod whose share of the burst is less
+//! than one token still holds one (workers take whole tokens), so the pods
+//! together may hold up to `floor_tokens` more than `burst x scale`, at most
+//! `max(0, N - burst x scale)` for N pods with equal shares. That allowance,
+//! once per window, is the proven bound: [`GrantSummary::within_bound`].
 
 use super::fleet::GrantTrack;
 use super::scenario::Scenario;
@@ -36,6 +42,8 @@ pub struct WindowCheck {
     /// granted - budget: positive is tokens beyond the budget, negative the margin left.
     pub overshoot_tokens: f64,
     pub overshoot_percent: f64,
+    /// The one-token floor's allowance in this window (tokens).
+    pub floor_allowance_tokens: f64,
 }
 
 /// One provider's summed grants and the worst of its windows.
@@ -53,6 +61,10 @@ pub struct GrantSummary {
     pub budget_total: f64,
     pub peak_granted_per_s: f64,
     pub peak_at_seconds: u64,
+    /// granted_total / budget_total.
+    pub utilization: f64,
+    /// Whether every window stayed within budget + the floor's allowance.
+    pub within_bound: bool,
     /// Whether any window's grants exceeded its budget.
     pub exceeded: bool,
     /// The worst window of all lengths (by percent of its budget).
@@ -107,6 +119,18 @@ pub fn windows(track: &GrantTrack, length: u64) -> Vec<(u64, f64, f64)> {
     out
 }
 
+/// The most capacity the one-token floor added during `[start, start + length)`.
+pub fn floor_allowance(track: &GrantTrack, start: u64, length: u64) -> f64 {
+    let (start, end) = (start as usize, (start + length) as usize);
+    track
+        .floor_tokens
+        .get(start..end.min(track.floor_tokens.len()))
+        .unwrap_or_default()
+        .iter()
+        .copied()
+        .fold(0.0, f64::max)
+}
+
 fn round(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
@@ -137,6 +161,7 @@ fn worst(track: &GrantTrack, length: u64, phase_at: &dyn Fn(u64) -> String) -> O
         budget: round(budget),
         overshoot_tokens: round(excess),
         overshoot_percent: round(excess / budget * 100.0),
+        floor_allowance_tokens: round(floor_allowance(track, at, length)),
     })
 }
 
@@ -168,16 +193,33 @@ pub fn summarize(track: &GrantTrack, demand: f64, scenario: &Scenario) -> GrantS
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
         .map_or((0, 0.0), |(at, &v)| (at as u64, v));
+    let within_bound = WINDOWS.iter().all(|&length| {
+        windows(track, length)
+            .into_iter()
+            .all(|(at, granted, budget)| {
+                granted <= budget + floor_allowance(track, at, length) + EPSILON * budget.max(1.0)
+            })
+    });
+    let (granted_total, budget_total) = (
+        track.granted.iter().sum::<f64>(),
+        track.accrued.iter().sum::<f64>(),
+    );
     GrantSummary {
         provider: track.provider.clone(),
         budget_per_s: track.rate,
         burst: track.burst,
         feedback: track.feedback,
         demand_per_s: round(demand * track.rate),
-        granted_total: round(track.granted.iter().sum()),
-        budget_total: round(track.accrued.iter().sum()),
+        granted_total: round(granted_total),
+        budget_total: round(budget_total),
         peak_granted_per_s: round(peak),
         peak_at_seconds: peak_at,
+        utilization: if budget_total > 0.0 {
+            round(granted_total / budget_total)
+        } else {
+            0.0
+        },
+        within_bound,
         exceeded: checks.iter().any(|c| c.overshoot_tokens > 0.0),
         worst_overshoot_tokens: headline.map_or(0.0, |c| c.overshoot_tokens),
         worst_overshoot_percent: headline.map_or(0.0, |c| c.overshoot_percent),
@@ -201,6 +243,7 @@ mod tests {
             granted: granted.to_vec(),
             accrued: scale.iter().map(|s| 10.0 * s).collect(),
             scale_max: scale.to_vec(),
+            floor_tokens: vec![0.0; scale.len()],
         }
     }
 

@@ -29,6 +29,15 @@ pub enum ShareRule {
     Naive,
 }
 
+/// Where the pods take tokens from (`--budget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BudgetMode {
+    /// Each pod its own bucket holding its share (1/N, at least one token).
+    Split,
+    /// One bucket for all pods (the shared budget in Redis, `--budget-redis`).
+    Shared,
+}
+
 /// What the pods run, besides the autoscaler's pod count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetSettings {
@@ -45,6 +54,10 @@ pub struct FleetSettings {
     pub rule: ShareRule,
     /// `--replicas N`: every pod grants 1/N whatever the answer (no tracking).
     pub fixed: Option<u32>,
+    pub budget: BudgetMode,
+    /// For this long from the start all the workers' demand goes to one pod;
+    /// then it spreads evenly.
+    pub skew: Duration,
 }
 
 /// One provider's grants summed over all pods, one entry per simulated second.
@@ -62,6 +75,10 @@ pub struct GrantTrack {
     pub accrued: Vec<f64>,
     /// The largest control scale in force during each second.
     pub scale_max: Vec<f64>,
+    /// The most capacity the one-token floor added, summed over the pods, during
+    /// each second: the pods' buckets together hold at most this beyond
+    /// `burst x scale`, which bounds the overshoot of the split budget.
+    pub floor_tokens: Vec<f64>,
 }
 
 /// The pods' grants over a run.
@@ -76,6 +93,8 @@ pub struct PodGrants {
 struct SimPod {
     tracker: ReplicaTracker,
     buckets: Vec<TokenBucket>,
+    /// Demand not yet served, per provider: workers take whole tokens.
+    pending: Vec<f64>,
     next_refresh: Duration,
     /// In the peer answer now.
     listed: bool,
@@ -97,6 +116,8 @@ pub struct Fleet {
     /// In the Deployment's order: removal takes the last ones.
     live: Vec<SimPod>,
     draining: Vec<SimPod>,
+    /// The one bucket per provider of the shared budget.
+    shared: Vec<TokenBucket>,
     created: u64,
     /// The trackers' clock runs this far ahead, so the pods there at time zero have
     /// settled on their count (the run starts in steady state).
@@ -139,6 +160,7 @@ impl Fleet {
                 granted: Vec::new(),
                 accrued: Vec::new(),
                 scale_max: Vec::new(),
+                floor_tokens: Vec::new(),
             })
             .collect();
         let refresh = settings.refresh.max(Duration::from_millis(1));
@@ -150,6 +172,7 @@ impl Fleet {
             },
             max_replicas: max_replicas.max(1),
             seed,
+            shared: templates.clone(),
             templates,
             feedback,
             live: Vec::new(),
@@ -195,6 +218,7 @@ impl Fleet {
         SimPod {
             tracker,
             buckets: self.templates.clone(),
+            pending: vec![0.0; self.templates.len()],
             next_refresh: now + s.refresh.mul_f64(fraction.clamp(0.0, 0.999_999)),
             listed: false,
             was_listed: false,
@@ -232,6 +256,7 @@ impl Fleet {
             }
         }
         let serving = self.live.iter().filter(|p| p.listed).count() + self.draining.len();
+        let skewed = now < self.settings.skew;
         for (index, spec) in self.settings.providers.iter().enumerate() {
             let scale = if self.feedback[index] { scale } else { 1.0 };
             let track = &mut self.grants.providers[index];
@@ -243,23 +268,41 @@ impl Fleet {
             let asks = (step.as_secs_f64() * spec.rate / spec.burst * 2.0)
                 .ceil()
                 .clamp(1.0, 1000.0) as u32;
-            let want = self.settings.demand * spec.rate * step.as_secs_f64()
-                / serving.max(1) as f64
-                / f64::from(asks);
+            let total = self.settings.demand * spec.rate * step.as_secs_f64() / f64::from(asks);
+            let shared = &mut self.shared[index];
+            let split = self.settings.budget == BudgetMode::Split;
+            shared.set_scale(scale, now);
+            let mut floor = 0.0;
+            let mut first = true;
             for pod in self.live.iter_mut().chain(self.draining.iter_mut()) {
                 let bucket = &mut pod.buckets[index];
                 bucket.set_scale(scale * pod.tracker.share(), now);
                 if !(pod.listed || pod.drain_until > now) {
                     continue;
                 }
+                if split {
+                    floor += (bucket.capacity() - spec.burst * bucket.scale()).max(0.0);
+                }
+                let want = match (skewed, first) {
+                    (true, true) => total,
+                    (true, false) => 0.0,
+                    (false, _) => total / serving.max(1) as f64,
+                };
+                first = false;
+                let bucket = if split { bucket } else { &mut *shared };
+                let pending = &mut pod.pending[index];
                 for ask in 0..asks {
                     let at = now + step * ask / asks;
-                    let grant = want.min(bucket.available(at));
-                    if grant > 0.0 && bucket.try_acquire(grant, at).is_ok() {
+                    // Unserved demand waits a little (workers retry), not forever.
+                    *pending = (*pending + want).min(want * f64::from(asks) + 1.0);
+                    let grant = pending.min(bucket.available(at)).floor();
+                    if grant >= 1.0 && bucket.try_acquire(grant, at).is_ok() {
                         track.granted[second] += grant;
+                        *pending -= grant;
                     }
                 }
             }
+            track.floor_tokens[second] = track.floor_tokens[second].max(floor);
         }
     }
 
@@ -270,6 +313,7 @@ impl Fleet {
                 track.granted.push(0.0);
                 track.accrued.push(0.0);
                 track.scale_max.push(0.0);
+                track.floor_tokens.push(0.0);
             }
         }
     }
@@ -324,6 +368,8 @@ mod tests {
             demand,
             rule: ShareRule::Conservative,
             fixed: None,
+            budget: BudgetMode::Split,
+            skew: Duration::ZERO,
         }
     }
 
@@ -429,5 +475,89 @@ mod tests {
         }
         let shares: Vec<f64> = naive.live.iter().map(|p| p.tracker.share()).collect();
         assert_eq!(shares, [0.5, 0.5, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]);
+    }
+
+    fn run(settings: &FleetSettings, pods: u32, seconds: u64) -> GrantTrack {
+        let step = Duration::from_millis(100);
+        let mut fleet = Fleet::new(settings, 10, pods, 3).expect("valid");
+        for i in 0..seconds * 10 {
+            fleet.step(
+                step * u32::try_from(i).expect("small"),
+                step,
+                pods,
+                pods,
+                1.0,
+            );
+        }
+        fleet.finish().providers.remove(0)
+    }
+
+    fn utilization(track: &GrantTrack) -> f64 {
+        track.granted.iter().sum::<f64>() / track.accrued.iter().sum::<f64>()
+    }
+
+    // All demand on one of three pods, then spread: split strands two thirds of
+    // the budget while skewed, shared hands it all to the busy pod; neither
+    // ever exceeds the budget.
+    #[test]
+    fn skewed_demand_split_strands_budget_shared_does_not() {
+        let skewed = |budget| FleetSettings {
+            fixed: Some(3),
+            budget,
+            skew: Duration::from_secs(120),
+            ..settings(1.5)
+        };
+        let split = run(&skewed(BudgetMode::Split), 3, 240);
+        let shared = run(&skewed(BudgetMode::Shared), 3, 240);
+        let during = |t: &GrantTrack| t.granted[..120].iter().sum::<f64>() / (60.0 * 120.0);
+        let after = |t: &GrantTrack| t.granted[120..].iter().sum::<f64>() / (60.0 * 120.0);
+        assert!((0.3..0.4).contains(&during(&split)), "{}", during(&split));
+        assert!(during(&shared) > 0.95, "{}", during(&shared));
+        assert!(after(&split) > 0.95 && after(&shared) > 0.95);
+        assert!(utilization(&shared) > utilization(&split) + 0.2);
+        for track in [&split, &shared] {
+            for length in [1, 10, 60] {
+                for (start, granted, budget) in windows(track, length) {
+                    assert!(
+                        granted <= budget + 1e-9,
+                        "{length} s at {start}: {granted} > {budget}"
+                    );
+                }
+            }
+        }
+    }
+
+    // 1 token/s, burst 1, over 4 pods: each pod's share of the burst is 0.25 of a
+    // token, the floor lets each hold one. Whole tokens are granted, and the
+    // excess stays within the floor's allowance, max(0, N - burst) = 3 tokens.
+    #[test]
+    fn a_small_provider_grants_whole_tokens_within_the_floor_bound() {
+        let small = FleetSettings {
+            providers: vec!["slow=1/s,burst=1".parse().expect("valid")],
+            fixed: Some(4),
+            ..settings(2.0)
+        };
+        let track = run(&small, 4, 120);
+        assert!(
+            track.granted.iter().all(|g| g.fract() == 0.0),
+            "whole tokens"
+        );
+        assert!(utilization(&track) > 0.9, "{}", utilization(&track));
+        assert!(track.floor_tokens.iter().all(|&f| (f - 3.0).abs() < 1e-9));
+        let mut worst: f64 = 0.0;
+        for length in [1, 10, 60] {
+            for (start, granted, budget) in windows(&track, length) {
+                let allowance = crate::simulate::budget::floor_allowance(&track, start, length);
+                assert!(
+                    granted <= budget + allowance + 1e-9,
+                    "{length} s at {start}"
+                );
+                worst = worst.max(granted - budget);
+            }
+        }
+        assert!(
+            worst > 0.0 && worst <= 3.0,
+            "the floor's excess is real and bounded: {worst}"
+        );
     }
 }

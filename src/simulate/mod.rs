@@ -17,7 +17,7 @@ mod plot_grants;
 pub mod report;
 pub mod scenario;
 
-pub use fleet::{FleetSettings, ShareRule};
+pub use fleet::{BudgetMode, FleetSettings, ShareRule};
 pub use model::{Run, Sample, Settings, StoreEvents};
 pub use output::Format;
 pub use report::Summary;
@@ -120,6 +120,14 @@ pub struct SimulateArgs {
     /// spread evenly over the pods that serve.
     #[arg(long, env = "MDP_SIM_WORKER_DEMAND", default_value_t = 1.5)]
     pub worker_demand: f64,
+    /// Where the pods take tokens from: each its share (split, mdp without
+    /// --budget-redis) or one bucket for all (shared, with --budget-redis).
+    #[arg(long = "budget", env = "MDP_SIM_BUDGET", value_enum, default_value_t = BudgetMode::Split)]
+    pub budget_mode: BudgetMode,
+    /// Skewed demand: for this long from the start all the workers ask one pod,
+    /// then they spread over every pod that serves.
+    #[arg(long, env = "MDP_SIM_DEMAND_SKEW", default_value = "0s", value_parser = crate::cli::duration)]
+    pub demand_skew: Duration,
 }
 
 /// Why `mdp simulate` refused to run; one line naming the cause.
@@ -268,6 +276,8 @@ impl TryFrom<SimulateArgs> for Simulation {
             demand,
             rule: args.share_rule,
             fixed: args.serve.replicas,
+            budget: args.budget_mode,
+            skew: args.demand_skew,
         };
         let settings = Settings {
             capacity,

@@ -315,6 +315,8 @@ pub(crate) mod tests {
                 demand: 1.5,
                 rule: super::super::fleet::ShareRule::Conservative,
                 fixed: None,
+                budget: super::super::fleet::BudgetMode::Split,
+                skew: Duration::ZERO,
             },
         }
     }

@@ -57,8 +57,14 @@ pub fn csv(scenario: &Scenario, run: &Run) -> String {
 /// One line per provider: the pods' summed grants against the provider's budget.
 pub fn grants_line(g: &GrantSummary) -> String {
     let head = format!(
-        "pods' grants, {}: budget {}/s, burst {}, workers ask {}/s; {:.0} granted of {:.0} accrued;",
-        g.provider, g.budget_per_s, g.burst, g.demand_per_s, g.granted_total, g.budget_total
+        "pods' grants, {}: budget {}/s, burst {}, workers ask {}/s; {:.0} granted of {:.0} accrued ({:.0}% used);",
+        g.provider,
+        g.budget_per_s,
+        g.burst,
+        g.demand_per_s,
+        g.granted_total,
+        g.budget_total,
+        g.utilization * 100.0
     );
     let Some(worst) = g
         .windows
@@ -71,7 +77,12 @@ pub fn grants_line(g: &GrantSummary) -> String {
         "the {} s window at {} s ({}): {:.0} of {:.0} tokens",
         worst.window_seconds, worst.at_seconds, worst.phase, worst.granted, worst.budget
     );
-    if g.exceeded {
+    if g.exceeded && g.within_bound {
+        format!(
+            "{head} over budget by {:.1} tokens (+{:.1}%) in {window}, within the one-token floor's allowance of {:.0}   ok",
+            g.worst_overshoot_tokens, g.worst_overshoot_percent, worst.floor_allowance_tokens
+        )
+    } else if g.exceeded {
         format!(
             "{head} OVER BUDGET by {:.1} tokens (+{:.1}%) in {window}   MISS",
             g.worst_overshoot_tokens, g.worst_overshoot_percent
