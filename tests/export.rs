@@ -1537,8 +1537,11 @@ fn one_image_name_and_tag_across_readme_dockerfile_and_manifests() {
 
 // ---------------------------------------------------------------- two installations
 
+/// `(name, expression)` pairs.
+type Named = Vec<(String, String)>;
+
 /// The trigger queries and alert expressions of one export, by name.
-fn installation_queries(files: &[ExportedFile]) -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn installation_queries(files: &[ExportedFile]) -> (Named, Named) {
     let (mut triggers, mut rules) = (Vec::new(), Vec::new());
     for (place, expr) in queries(files) {
         if let Some(name) = place.strip_prefix("trigger ") {
