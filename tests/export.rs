@@ -23,13 +23,13 @@ use mdp::config::ServeConfig;
 use mdp::export::{self, ExportOptions, ExportedFile, alerts, grafana, kubernetes};
 use mdp::level::Level;
 use mdp::replicas::ReplicaSource;
-use promql::{metric_names, old_mistakes, scrape_names};
+use promql::{metric_names, old_mistakes, scrape_names, selectors};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tools::{Prometheus, TempDir, keda_models, kubernetes_validate, run};
+use tools::{Prometheus, Target, TempDir, keda_models, kubernetes_validate, run};
 
 // ---------------------------------------------------------------- helpers
 
@@ -180,7 +180,7 @@ fn committed_deploy_and_grafana_are_exactly_a_fresh_export() {
     let (ok, log) = run(&mut command);
     assert!(ok, "mdp export failed: {log}");
     let mut differences = Vec::new();
-    for dir in ["deploy", "grafana"] {
+    for dir in ["deploy", "grafana", "overlays"] {
         let fresh = files_under(&out.0, dir);
         let committed = files_under(&repo(), dir);
         assert!(!fresh.is_empty(), "mdp export wrote nothing under {dir}/");
@@ -205,7 +205,7 @@ fn committed_deploy_and_grafana_are_exactly_a_fresh_export() {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         panic!(
-            "deploy/ and grafana/ differ from `mdp export` in {differences:?}: \
+            "deploy/, grafana/ or overlays/ differ from `mdp export` in {differences:?}: \
              run `mdp export --out .` and commit.\n{diff}{diff_grafana}"
         );
     }
@@ -263,15 +263,22 @@ fn deployment_and_services_fit_together() {
     );
     // The ServiceMonitor scrapes each pod once: it selects the Service, not the peers.
     let selector = &monitor["spec"]["selector"]["matchLabels"];
-    assert_eq!(&service["metadata"]["labels"], selector);
-    assert_ne!(&peers["metadata"]["labels"], selector);
+    let selects = |labels: &Value| {
+        selector
+            .as_object()
+            .expect("matchLabels")
+            .iter()
+            .all(|(key, value)| &labels[key] == value)
+    };
+    assert!(selects(&service["metadata"]["labels"]));
+    assert!(!selects(&peers["metadata"]["labels"]));
     assert_eq!(peers["spec"]["clusterIP"], "None");
     assert_eq!(peers["spec"]["selector"], service["spec"]["selector"]);
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "15s");
 }
 
-/// The traps of SPEC section 8, avoided.
+/// The KEDA traps, avoided.
 #[test]
 fn scaled_object_avoids_the_keda_traps() {
     let (_, _, files) = exported(&[]);
@@ -301,7 +308,7 @@ fn scaled_object_avoids_the_keda_traps() {
         assert_eq!(trigger["metadata"]["ignoreNullValues"], "false");
         assert_eq!(
             trigger["metadata"]["serverAddress"],
-            "http://prometheus.monitoring.svc.cluster.local:9090"
+            mdp::autoscale::DEFAULT_PROMETHEUS_ADDRESS
         );
         let query = trigger["metadata"]["query"].as_str().expect("query");
         assert!(
@@ -410,7 +417,7 @@ fn the_pod_runs_the_exported_configuration() {
     assert_eq!(pod, expected);
 }
 
-/// `mdp simulate`, run with the exported pod's environment, reproduces SPEC section 8's
+/// `mdp simulate`, run with the exported pod's environment, reproduces the expected
 /// replica matrix and recovery times.
 #[test]
 fn simulate_on_the_exported_configuration_reproduces_the_matrix() {
@@ -496,8 +503,32 @@ fn options_and_configuration_reach_every_file() {
         yaml(&files, kubernetes::DEPLOYMENT)["spec"]["template"]["spec"]["containers"][0]["image"],
         "registry.example/mdp:1.2.3"
     );
-    let desired = file(&files, grafana::DASHBOARD);
-    assert!(desired.contains("keda-hpa-feed-scaler"));
+    let presets: Vec<(&str, &str)> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap_or(""),
+                v["current"]["value"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        presets,
+        [
+            ("datasource", "prometheus"),
+            ("namespace", "trading"),
+            ("job", "feed")
+        ]
+    );
+    for trigger in scaled["spec"]["triggers"].as_array().expect("triggers") {
+        let query = trigger["metadata"]["query"].as_str().expect("query");
+        assert!(
+            query.contains("namespace=\"trading\", job=\"feed\""),
+            "{query}"
+        );
+    }
 }
 
 #[test]
@@ -585,8 +616,8 @@ fn dashboard_has_the_seed_panels_and_what_an_operator_needs() {
         "histogram_quantile(0.99",
         "mdp_feedback_events_rejected_total",
         "feedback_events_processed_total",
-        "mdp_coordinators{state=\"stale\"}",
-        "kube_horizontalpodautoscaler_status_desired_replicas{namespace=\"market-data\", horizontalpodautoscaler=\"keda-hpa-mdp-pipeline-scaler\"}",
+        "mdp_coordinators{state=\"stale\"",
+        "kube_horizontalpodautoscaler_status_desired_replicas{namespace=\"$namespace\", horizontalpodautoscaler=\"keda-hpa-$job-scaler\"}",
         "kube_horizontalpodautoscaler_status_current_replicas",
     ] {
         assert!(all.contains(needed), "no panel query uses {needed}");
@@ -623,6 +654,7 @@ fn core_manifests_pass_kubernetes_validate_strict() {
         kubernetes::PEERS_SERVICE,
         kubernetes::NETWORK_POLICY,
         kubernetes::AUTOSCALE_CONFIG_MAP,
+        kubernetes::DASHBOARD_CONFIG_MAP,
     ];
     let (ok, log) = run(std::process::Command::new(&validator)
         .arg("--strict")
@@ -649,10 +681,28 @@ fn scaled_object_passes_the_keda_schema() {
     };
     let (_, _, files) = exported(&[]);
     let scaled = yaml(&files, kubernetes::SCALED_OBJECT);
-    let validate = |objects: &Value| {
-        let mut child = std::process::Command::new(&node)
+    let validate = |objects: &Value| keda_validate(&node, &models, objects);
+    let (ok, log) = validate(&Value::Array(vec![scaled.clone()]));
+    assert!(
+        ok && log.contains("valid 1"),
+        "the ScaledObject fails the KEDA schema:\n{log}"
+    );
+    // A number where KEDA wants a string (the classic trap) is refused.
+    let mut numeric = scaled;
+    numeric["spec"]["triggers"][0]["metadata"]["threshold"] = Value::from(1000);
+    let (ok, log) = validate(&Value::Array(vec![numeric]));
+    assert!(
+        !ok && log.contains("threshold"),
+        "a numeric threshold passed:\n{log}"
+    );
+}
+
+/// Runs the KEDA schema check over `objects` (a JSON array).
+fn keda_validate(node: &Path, models: &Path, objects: &Value) -> (bool, String) {
+    {
+        let mut child = std::process::Command::new(node)
             .arg(repo().join("tests/fixtures/export/validate-keda.mjs"))
-            .arg(&models)
+            .arg(models)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -668,20 +718,7 @@ fn scaled_object_passes_the_keda_schema() {
         let text = String::from_utf8_lossy(&output.stdout).into_owned()
             + &String::from_utf8_lossy(&output.stderr);
         (output.status.success(), text)
-    };
-    let (ok, log) = validate(&Value::Array(vec![scaled.clone()]));
-    assert!(
-        ok && log.contains("valid 1"),
-        "the ScaledObject fails the KEDA schema:\n{log}"
-    );
-    // A number where KEDA wants a string (the classic trap) is refused.
-    let mut numeric = scaled;
-    numeric["spec"]["triggers"][0]["metadata"]["threshold"] = Value::from(1000);
-    let (ok, log) = validate(&Value::Array(vec![numeric]));
-    assert!(
-        !ok && log.contains("threshold"),
-        "a numeric threshold passed:\n{log}"
-    );
+    }
 }
 
 // ---------------------------------------------------------------- 3. alert rules
@@ -846,7 +883,12 @@ async fn prometheus_evaluates_the_keda_triggers_through_the_seed_scenarios() {
         })
         .collect();
     let mdp = MdpProcess::serve(&["--relax-after", "0s"], &[]);
-    let prometheus = Prometheus::start(&binary, mdp.addr).await;
+    let target = Target {
+        addr: mdp.addr,
+        namespace: "market-data",
+        job: "mdp-pipeline",
+    };
+    let prometheus = Prometheus::start(&binary, &[target]).await;
     let http = reqwest::Client::new();
     // Wait for the first scrape; from then on no trigger may ever read nothing.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -904,7 +946,7 @@ async fn prometheus_evaluates_the_keda_triggers_through_the_seed_scenarios() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         // What the HPA makes of these values (AverageValue: ceil(value / target), the
-        // largest trigger wins, within the bounds) is the SPEC's replica matrix.
+        // largest trigger wins, within the bounds) is the expected replica matrix.
         let wanted = triggers
             .iter()
             .zip(&values)
@@ -991,4 +1033,712 @@ async fn the_service_serves_the_exported_files() {
         "{body}"
     );
     service.stop().await;
+}
+
+// ---------------------------------------------------------------- fitting the stack
+
+/// Every Kubernetes object of the export (kustomization and plain rules file aside).
+fn objects(files: &[ExportedFile]) -> Vec<(String, Value)> {
+    files
+        .iter()
+        .filter(|f| {
+            f.path.starts_with("deploy/")
+                && f.path != kubernetes::KUSTOMIZATION
+                && f.path != alerts::RULES_FILE
+        })
+        .map(|f| (f.path.clone(), yaml(files, &f.path)))
+        .collect()
+}
+
+#[test]
+fn every_object_carries_the_recommended_labels_and_monitors_the_selector_labels() {
+    let (_, _, files) = exported(&[
+        "--name",
+        "feed",
+        "--monitor-label",
+        "release=kube-prometheus-stack",
+        "--monitor-label",
+        "team=md",
+    ]);
+    let all = objects(&files);
+    assert!(all.len() >= 9, "{} objects", all.len());
+    for (path, object) in &all {
+        let labels = &object["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/name"], "mdp", "{path}");
+        assert_eq!(labels["app.kubernetes.io/instance"], "feed", "{path}");
+        assert_eq!(
+            labels["app.kubernetes.io/version"],
+            env!("CARGO_PKG_VERSION"),
+            "{path}"
+        );
+        assert_eq!(
+            labels["app.kubernetes.io/managed-by"], "mdp-export",
+            "{path}"
+        );
+        let monitor = matches!(
+            object["kind"].as_str(),
+            Some("ServiceMonitor" | "PrometheusRule")
+        );
+        assert_eq!(
+            labels["release"] == "kube-prometheus-stack" && labels["team"] == "md",
+            monitor,
+            "{path}: monitor labels only on what the Prometheus Operator selects"
+        );
+    }
+    let deployment = yaml(&files, kubernetes::DEPLOYMENT);
+    let template = &deployment["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(template["app.kubernetes.io/instance"], "feed");
+    // The selector stays what it was: a Deployment's selector cannot change.
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        serde_json::json!({ "app": "feed" })
+    );
+}
+
+#[test]
+fn the_monitoring_namespace_is_an_option() {
+    let (_, _, files) = exported(&["--monitoring-namespace", "observability"]);
+    let policy = yaml(&files, kubernetes::NETWORK_POLICY);
+    let from = &policy["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchLabels"];
+    assert_eq!(from["kubernetes.io/metadata.name"], "observability");
+    let dashboard = yaml(&files, kubernetes::DASHBOARD_CONFIG_MAP);
+    assert_eq!(dashboard["metadata"]["namespace"], "observability");
+    let (_, _, files) = exported(&[]);
+    let policy = yaml(&files, kubernetes::NETWORK_POLICY);
+    assert_eq!(
+        policy["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert!(
+        yaml(&files, kubernetes::KUSTOMIZATION)["namespace"].is_null(),
+        "a kustomization namespace would move the dashboard out of the monitoring namespace"
+    );
+}
+
+#[test]
+fn grafana_gets_a_sidecar_configmap_a_modest_datasource_and_a_valid_model() {
+    let (_, _, files) = exported(&[]);
+    let config_map = yaml(&files, kubernetes::DASHBOARD_CONFIG_MAP);
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(config_map["metadata"]["namespace"], "monitoring");
+    assert_eq!(
+        config_map["data"]["mdp-pipeline.json"].as_str(),
+        Some(file(&files, grafana::DASHBOARD)),
+        "the ConfigMap holds the very dashboard.json"
+    );
+    let datasource = yaml(&files, grafana::DATASOURCE);
+    assert_eq!(datasource["datasources"][0]["isDefault"], false);
+    assert_eq!(
+        datasource["datasources"][0]["url"],
+        mdp::autoscale::DEFAULT_PROMETHEUS_ADDRESS
+    );
+    let dashboard: Value = serde_json::from_str(file(&files, grafana::DASHBOARD)).expect("json");
+    let variables = dashboard["templating"]["list"].as_array().expect("list");
+    let names: Vec<&str> = variables
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(names, ["datasource", "namespace", "job"]);
+    for variable in variables {
+        let current = &variable["current"];
+        assert!(
+            current["text"].is_string() && current["value"].is_string(),
+            "{}: current needs text and value, got {current}",
+            variable["name"]
+        );
+    }
+    let mut units = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        if let Some(unit) = panel["fieldConfig"]["defaults"]["unit"].as_str() {
+            units += 1;
+            assert!(!unit.contains(": "), "{}: unit {unit:?}", panel["title"]);
+        }
+    }
+    assert!(units >= 10, "{units} units");
+    assert!(file(&files, grafana::DASHBOARD).contains(grafana::TOKENS_PER_SECOND_UNIT));
+}
+
+#[test]
+fn the_auth_token_comes_from_a_secret() {
+    let (_, _, files) = exported(&[
+        "--auth-token-secret",
+        "mdp-auth:bearer",
+        "--auth-reads",
+        "true",
+    ]);
+    let deployment = yaml(&files, kubernetes::DEPLOYMENT);
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env");
+    let token = env
+        .iter()
+        .find(|e| e["name"] == "MDP_AUTH_TOKEN")
+        .expect("MDP_AUTH_TOKEN");
+    assert_eq!(
+        token["valueFrom"]["secretKeyRef"],
+        serde_json::json!({ "name": "mdp-auth", "key": "bearer" })
+    );
+    assert!(token["value"].is_null());
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "MDP_AUTH_READS" && e["value"] == "true")
+    );
+    // Prometheus must then send the token to scrape.
+    let monitor = yaml(&files, kubernetes::SERVICE_MONITOR);
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["authorization"]["credentials"],
+        serde_json::json!({ "name": "mdp-auth", "key": "bearer" })
+    );
+    // Without the option, no token at all.
+    let (_, _, files) = exported(&[]);
+    assert!(!file(&files, kubernetes::DEPLOYMENT).contains("MDP_AUTH_TOKEN"));
+    // `mdp export --auth-token` refuses, exit 2, one line naming the option.
+    let out = TempDir::new("token");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mdp"))
+        .args(["export", "--out"])
+        .arg(&out.0)
+        .args(["--auth-token", "abcdefgh-secret"])
+        .env_remove("MDP_AUTH_TOKEN")
+        .output()
+        .expect("mdp runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("--auth-token"), "{stderr}");
+    assert!(stderr.contains("--auth-token-secret"), "{stderr}");
+    assert!(!stderr.contains("abcdefgh-secret"), "{stderr}");
+}
+
+/// `(place, matchers)` of every metric selector in the export's queries.
+fn every_selector(files: &[ExportedFile]) -> Vec<(String, String, String)> {
+    queries(files)
+        .into_iter()
+        .flat_map(|(place, expr)| {
+            selectors(&expr)
+                .into_iter()
+                .map(move |(name, matchers)| (place.clone(), name, matchers))
+        })
+        .collect()
+}
+
+#[test]
+fn every_query_is_scoped_to_one_installation() {
+    let (_, _, files) = exported(&["--namespace", "staging", "--name", "feed"]);
+    let all = every_selector(&files);
+    assert!(all.len() >= 25, "{} selectors", all.len());
+    let (mut alerts_seen, mut triggers_seen, mut panels_seen) = (0, 0, 0);
+    for (place, name, matchers) in &all {
+        let want = if place.starts_with("panel") {
+            panels_seen += 1;
+            if name.starts_with("kube_") {
+                vec!["namespace=\"$namespace\""]
+            } else {
+                vec!["namespace=\"$namespace\"", "job=\"$job\""]
+            }
+        } else {
+            if place.starts_with("alert") {
+                alerts_seen += 1;
+            } else {
+                triggers_seen += 1;
+            }
+            vec!["namespace=\"staging\"", "job=\"feed\""]
+        };
+        for matcher in want {
+            assert!(
+                matchers.contains(matcher),
+                "{place}: {name}{{{matchers}}} lacks {matcher}"
+            );
+        }
+    }
+    assert!(alerts_seen >= 5 && triggers_seen >= 2 && panels_seen >= 20);
+    let absent = queries(&files)
+        .into_iter()
+        .find(|(_, expr)| expr.starts_with("absent("))
+        .expect("an absent() alert");
+    assert!(
+        absent.1.contains("namespace=\"staging\", job=\"feed\""),
+        "{absent:?}"
+    );
+    // The check catches an unscoped query.
+    assert!(
+        selectors("max(pipeline_backpressure_state)")[0]
+            .1
+            .is_empty()
+    );
+}
+
+// ---------------------------------------------------------------- the overlay
+
+/// Applies RFC 6902 `add`/`replace` operations (all the overlay uses) to `doc`.
+fn json_patch(doc: &mut Value, ops: &Value) {
+    for op in ops.as_array().expect("operations") {
+        let path = op["path"].as_str().expect("path");
+        let (parent, last) = path.rsplit_once('/').expect("a JSON pointer");
+        let target = if parent.is_empty() {
+            &mut *doc
+        } else {
+            doc.pointer_mut(parent)
+                .unwrap_or_else(|| panic!("{parent} is not in the object"))
+        };
+        let value = op["value"].clone();
+        match (op["op"].as_str(), target) {
+            (Some("add"), Value::Object(map)) => {
+                map.insert(last.to_owned(), value);
+            }
+            (Some("replace"), Value::Object(map)) => {
+                assert!(map.contains_key(last), "replace of a missing {path}");
+                map.insert(last.to_owned(), value);
+            }
+            (Some("replace"), Value::Array(items)) => {
+                let index: usize = last.parse().expect("an index");
+                assert!(index < items.len(), "replace of a missing {path}");
+                items[index] = value;
+            }
+            (op, _) => panic!("unsupported patch {op:?} at {path}"),
+        }
+    }
+}
+
+/// What `kubectl kustomize` renders for a kustomization in `dir` (of `root`): its
+/// resources (files, or folders with their own kustomization) with its patches applied.
+fn render_kustomization(root: &Path, dir: &str) -> Vec<Value> {
+    let folder = root.join(dir);
+    let text = std::fs::read_to_string(folder.join("kustomization.yaml"))
+        .unwrap_or_else(|e| panic!("{dir}/kustomization.yaml: {e}"));
+    let kustomization: Value = serde_yaml_ng::from_str(&text).expect("yaml");
+    assert!(
+        kustomization["namespace"].is_null(),
+        "{dir}: a namespace override"
+    );
+    let mut out = Vec::new();
+    for resource in kustomization["resources"].as_array().expect("resources") {
+        let resource = resource.as_str().expect("path");
+        let path = folder.join(resource);
+        if path.is_dir() {
+            let relative = path
+                .canonicalize()
+                .expect("folder")
+                .strip_prefix(root.canonicalize().expect("root"))
+                .expect("inside the export")
+                .to_string_lossy()
+                .into_owned();
+            out.extend(render_kustomization(root, &relative));
+        } else {
+            let text = std::fs::read_to_string(&path).expect("resource");
+            out.push(serde_yaml_ng::from_str(&text).expect("resource yaml"));
+        }
+    }
+    for patch in kustomization["patches"].as_array().into_iter().flatten() {
+        let target = &patch["target"];
+        let ops: Value =
+            serde_yaml_ng::from_str(patch["patch"].as_str().expect("inline patch")).expect("ops");
+        let mut hits = 0;
+        for object in &mut out {
+            let group = object["apiVersion"]
+                .as_str()
+                .and_then(|v| v.split_once('/'))
+                .map_or("", |(group, _)| group);
+            if object["kind"] == target["kind"]
+                && object["metadata"]["name"] == target["name"]
+                && target["group"].as_str().is_none_or(|g| g == group)
+            {
+                json_patch(object, &ops);
+                hits += 1;
+            }
+        }
+        assert_eq!(
+            hits, 1,
+            "{dir}: patch target {target} matched {hits} objects"
+        );
+    }
+    out
+}
+
+fn by_kind<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"].is_string())
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+#[test]
+fn the_kube_prometheus_stack_overlay_equals_exporting_with_its_flags_and_validates() {
+    let (options, _, files) = exported(&[]);
+    let dir = TempDir::new("overlay");
+    export::write_files(&dir.0, &files).expect("write");
+    let base = render_kustomization(&dir.0, "deploy");
+    let rendered = render_kustomization(&dir.0, "overlays/kube-prometheus-stack");
+    assert_eq!(base.len(), rendered.len());
+    let url = export::overlay::stack_prometheus_url(&options);
+    assert_eq!(
+        url,
+        "http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090"
+    );
+    let (_, _, flagged) = exported(&[
+        "--prometheus-url",
+        &url,
+        "--monitor-label",
+        "release=kube-prometheus-stack",
+    ]);
+    for (kind, path) in [
+        ("ScaledObject", kubernetes::SCALED_OBJECT),
+        ("ServiceMonitor", kubernetes::SERVICE_MONITOR),
+        ("PrometheusRule", alerts::PROMETHEUS_RULE),
+    ] {
+        assert_eq!(by_kind(&rendered, kind), &yaml(&flagged, path), "{kind}");
+        assert_ne!(by_kind(&rendered, kind), by_kind(&base, kind), "{kind}");
+    }
+    // The rendered core objects pass kubernetes-validate, the ScaledObject KEDA's schema.
+    if let Some(validator) = kubernetes_validate() {
+        let core: Vec<&Value> = rendered
+            .iter()
+            .filter(|o| {
+                !o["apiVersion"]
+                    .as_str()
+                    .is_some_and(|v| v.contains("keda.sh") || v.contains("coreos.com"))
+            })
+            .collect();
+        let mut paths = Vec::new();
+        for (i, object) in core.iter().enumerate() {
+            let path = dir.0.join(format!("rendered-{i}.yaml"));
+            std::fs::write(&path, serde_yaml_ng::to_string(object).expect("yaml")).expect("write");
+            paths.push(path);
+        }
+        let (ok, log) = run(std::process::Command::new(&validator)
+            .arg("--strict")
+            .args(&paths));
+        assert!(
+            ok,
+            "the rendered overlay fails kubernetes-validate --strict:\n{log}"
+        );
+        assert_eq!(log.matches(" passed ").count(), paths.len(), "{log}");
+    }
+    if let (Some(node), Some(models)) = (require_tool("node"), keda_models()) {
+        let scaled = by_kind(&rendered, "ScaledObject").clone();
+        let (ok, log) = keda_validate(&node, &models, &Value::Array(vec![scaled]));
+        assert!(ok && log.contains("valid 1"), "{log}");
+    }
+    // kubectl's own kustomize, where installed (not in Debian), renders the same.
+    let kubectl = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("kubectl"))
+            .find(|p| p.is_file())
+    });
+    if let Some(kubectl) = kubectl {
+        let (ok, log) = run(std::process::Command::new(kubectl)
+            .arg("kustomize")
+            .arg(dir.0.join("overlays/kube-prometheus-stack")));
+        assert!(ok, "kubectl kustomize:\n{log}");
+        let theirs: Vec<Value> = log
+            .split("\n---\n")
+            .map(|doc| serde_yaml_ng::from_str(doc).expect("kustomize yaml"))
+            .collect();
+        let key = |o: &Value| format!("{}/{}", o["kind"], o["metadata"]["name"]);
+        let mut mine: Vec<&Value> = rendered.iter().collect();
+        let mut theirs: Vec<&Value> = theirs.iter().collect();
+        mine.sort_by_key(|o| key(o));
+        theirs.sort_by_key(|o| key(o));
+        assert_eq!(
+            mine, theirs,
+            "kubectl kustomize renders the overlay differently"
+        );
+    }
+}
+
+#[test]
+fn left_out_crds_leave_a_kustomization_that_still_renders() {
+    let (_, _, files) = exported(&["--without", "scaled-object,service-monitor,prometheus-rule"]);
+    let dir = TempDir::new("without");
+    export::write_files(&dir.0, &files).expect("write");
+    for dir_name in ["deploy", "overlays/kube-prometheus-stack"] {
+        let rendered = render_kustomization(&dir.0, dir_name);
+        for object in &rendered {
+            let api = object["apiVersion"].as_str().unwrap_or("");
+            assert!(
+                !api.contains("keda.sh") && !api.contains("coreos.com"),
+                "{dir_name}: {api} left in"
+            );
+        }
+        assert!(rendered.len() >= 6, "{dir_name}");
+    }
+}
+
+// ---------------------------------------------------------------- the container
+
+#[test]
+fn the_dockerfile_builds_static_in_one_stage_and_ships_it_from_scratch() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    let instructions: Vec<(String, String)> = dockerfile
+        .replace("\\\n", " ")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (word, rest) = l.split_once(' ').unwrap_or((l, ""));
+            (word.to_uppercase(), rest.trim().to_owned())
+        })
+        .collect();
+    let stages: Vec<&String> = instructions
+        .iter()
+        .filter(|(word, _)| word == "FROM")
+        .map(|(_, rest)| rest)
+        .collect();
+    assert_eq!(stages.len(), 2, "{stages:?}");
+    assert!(
+        stages[0].starts_with("rust:") && stages[0].ends_with(" AS build"),
+        "{stages:?}"
+    );
+    assert_eq!(stages[1], "scratch");
+    let build_stage: Vec<&(String, String)> = instructions
+        .iter()
+        .skip_while(|(w, _)| w != "FROM")
+        .take_while(|(w, rest)| !(w == "FROM" && rest == "scratch"))
+        .collect();
+    let run = build_stage
+        .iter()
+        .find(|(w, _)| w == "RUN")
+        .map(|(_, rest)| rest.as_str())
+        .expect("a RUN in the build stage");
+    for needed in [
+        "-C target-feature=+crt-static",
+        "cargo build --release",
+        "--locked",
+    ] {
+        assert!(run.contains(needed), "the build lacks {needed}: {run}");
+    }
+    let runtime: Vec<&(String, String)> = instructions
+        .iter()
+        .skip_while(|(w, rest)| !(w == "FROM" && rest == "scratch"))
+        .collect();
+    assert!(
+        runtime
+            .iter()
+            .any(|(w, rest)| w == "COPY" && rest.starts_with("--from=build ")),
+        "the runtime stage copies the binary from the build stage"
+    );
+    assert!(
+        runtime
+            .iter()
+            .any(|(w, rest)| w == "USER" && rest == "65534:65534")
+    );
+    assert!(
+        !dockerfile.contains("COPY target/"),
+        "the image must not depend on a binary built on the host"
+    );
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).expect(".dockerignore");
+    let patterns: BTreeSet<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    for excluded in ["target/", ".git/", ".venv-tools/", "node_modules/"] {
+        assert!(
+            patterns.contains(excluded),
+            ".dockerignore lacks {excluded}"
+        );
+    }
+    // What the build needs is not ignored.
+    for needed in ["src", "Cargo.toml", "Cargo.lock", "benches"] {
+        assert!(
+            !patterns.iter().any(|p| p.trim_end_matches('/') == needed),
+            ".dockerignore drops {needed}"
+        );
+    }
+}
+
+#[test]
+fn one_image_name_and_tag_across_readme_dockerfile_and_manifests() {
+    let image = export::DEFAULT_IMAGE;
+    assert_eq!(image, format!("mdp:{}", env!("CARGO_PKG_VERSION")));
+    let (_, _, files) = exported(&[]);
+    assert_eq!(
+        yaml(&files, kubernetes::DEPLOYMENT)["spec"]["template"]["spec"]["containers"][0]["image"],
+        image
+    );
+    let build = format!("docker build -t {image} .");
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains(&build),
+        "the Dockerfile does not say {build}"
+    );
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    assert!(readme.contains(&build), "the README does not say {build}");
+    for text in [&readme, &dockerfile] {
+        for (at, _) in text.match_indices("docker build -t") {
+            let line = text[at..].lines().next().unwrap_or("");
+            assert!(line.starts_with(&build), "another tag: {line}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- two installations
+
+/// `(name, expression)` pairs.
+type Named = Vec<(String, String)>;
+
+/// The trigger queries and alert expressions of one export, by name.
+fn installation_queries(files: &[ExportedFile]) -> (Named, Named) {
+    let (mut triggers, mut rules) = (Vec::new(), Vec::new());
+    for (place, expr) in queries(files) {
+        if let Some(name) = place.strip_prefix("trigger ") {
+            triggers.push((name.to_owned(), expr));
+        } else if let Some(name) = place.strip_prefix("alert ") {
+            rules.push((name.trim_matches('"').to_owned(), expr));
+        }
+    }
+    (triggers, rules)
+}
+
+/// Two installations behind one Prometheus: staging at HARD with 9500 queued,
+/// production at OK with 500. Each export's KEDA queries and alert expressions read
+/// only their own installation's series; a third export, with no pods at all, sees
+/// nothing but its own absence.
+#[tokio::test]
+async fn two_installations_behind_one_prometheus_never_see_each_other() {
+    let Some(binary) = require_tool("prometheus") else {
+        return;
+    };
+    let staging = MdpProcess::serve(&["--relax-after", "0s"], &[]);
+    let production = MdpProcess::serve(&["--relax-after", "0s"], &[]);
+    let http = reqwest::Client::new();
+    for (mdp, depth, level) in [(&staging, 9500, Level::Hard), (&production, 500, Level::Ok)] {
+        let posted = http
+            .post(mdp.url("/feedback"))
+            .json(&store_event(depth, level.as_str(), None))
+            .send()
+            .await
+            .expect("feedback posts");
+        assert!(posted.status().is_success());
+    }
+    let prometheus = Prometheus::start(
+        &binary,
+        &[
+            Target {
+                addr: staging.addr,
+                namespace: "staging",
+                job: "pipeline",
+            },
+            Target {
+                addr: production.addr,
+                namespace: "production",
+                job: "pipeline",
+            },
+        ],
+    )
+    .await;
+    let export_for = |namespace: &str| {
+        let (_, config, files) = exported(&["--namespace", namespace, "--name", "pipeline"]);
+        let (triggers, rules) = installation_queries(&files);
+        (config, triggers, rules)
+    };
+    let (config, staging_triggers, staging_rules) = export_for("staging");
+    let (_, production_triggers, production_rules) = export_for("production");
+    let (_, absent_triggers, absent_rules) = export_for("elsewhere");
+    let expected = |depth: f64, level: Level| -> Vec<f64> {
+        config
+            .autoscale
+            .triggers
+            .iter()
+            .map(|t| t.local_value(depth, level))
+            .collect()
+    };
+    // Wait until both are scraped at their levels.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut values = Vec::new();
+        for (_, query) in staging_triggers.iter().chain(&production_triggers) {
+            values.push(prometheus.query(&http, query).await);
+        }
+        let flat: Vec<f64> = values.iter().flatten().copied().collect();
+        let want: Vec<f64> = expected(9500.0, Level::Hard)
+            .into_iter()
+            .chain(expected(500.0, Level::Ok))
+            .collect();
+        if values.iter().all(|v| v.len() == 1) && flat == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the triggers read {values:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // An unscoped query would mix them: the check below can fail.
+    let unscoped = prometheus
+        .query(&http, &config.autoscale.triggers[1].promql())
+        .await;
+    assert_eq!(
+        unscoped,
+        expected(9500.0, Level::Hard)[1..].to_vec(),
+        "unscoped, production's trigger would read staging's HARD"
+    );
+    // The alert expressions: what fires (returns samples) for each installation.
+    let firing = |rules: &[(String, String)]| {
+        let rules = rules.to_vec();
+        let prometheus = &prometheus;
+        let http = &http;
+        async move {
+            let mut out = BTreeMap::new();
+            for (name, expr) in rules {
+                let samples = prometheus.query_samples(http, &expr).await;
+                for (labels, _) in &samples {
+                    if let Some(ns) = labels["namespace"].as_str() {
+                        out.entry(name.clone())
+                            .or_insert_with(BTreeSet::new)
+                            .insert(ns.to_owned());
+                    }
+                }
+                if !samples.is_empty() {
+                    out.entry(name).or_insert_with(BTreeSet::new);
+                }
+            }
+            out
+        }
+    };
+    let staging_fires = firing(&staging_rules).await;
+    let production_fires = firing(&production_rules).await;
+    let absent_fires = firing(&absent_rules).await;
+    // Every sample an installation's alert returns is its own.
+    for (fires, own) in [
+        (&staging_fires, "staging"),
+        (&production_fires, "production"),
+        (&absent_fires, "elsewhere"),
+    ] {
+        for (name, namespaces) in fires {
+            assert!(
+                namespaces.iter().all(|ns| ns == own),
+                "{own}: {name} returned {namespaces:?}"
+            );
+        }
+    }
+    let fires = |fires: &BTreeMap<String, BTreeSet<String>>, name: &str| fires.contains_key(name);
+    for name in [
+        "MdpHardBackpressure",
+        "MdpStoreQueueHigh",
+        "MdpRateScaleLow",
+    ] {
+        assert!(
+            fires(&staging_fires, name),
+            "staging at HARD 9500: {name} silent"
+        );
+        assert!(
+            !fires(&production_fires, name),
+            "production at OK 500: {name} fires ({production_fires:?})"
+        );
+        assert!(!fires(&absent_fires, name), "no pods: {name} fires");
+    }
+    assert!(!fires(&staging_fires, "MdpAutoscalingSignalAbsent"));
+    assert!(!fires(&production_fires, "MdpAutoscalingSignalAbsent"));
+    assert!(
+        fires(&absent_fires, "MdpAutoscalingSignalAbsent"),
+        "an installation with no pods must see its signal absent: {absent_fires:?}"
+    );
+    for (name, query) in &absent_triggers {
+        assert!(
+            prometheus.query(&http, query).await.is_empty(),
+            "trigger {name} of an installation with no pods reads another's values"
+        );
+    }
+    drop(prometheus);
+    drop(staging);
+    drop(production);
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tools::Prometheus;
+use tools::{Prometheus, Target};
 use warp::Filter;
 
 fn repo() -> PathBuf {
@@ -236,7 +236,13 @@ async fn a_store_at_hard_that_dies_keeps_hard_and_the_alerts_fire() {
         state(&http, &mdp).await["level"] == "hard"
     })
     .await;
-    let prometheus = Prometheus::start(&binary, mdp.addr).await;
+    // Scraped as the exported queries expect: the default namespace and job.
+    let target = Target {
+        addr: mdp.addr,
+        namespace: "market-data",
+        job: "mdp-pipeline",
+    };
+    let prometheus = Prometheus::start(&binary, &[target]).await;
     let depth_query = exported_depth_query();
     until("Prometheus reads the depth", || async {
         !prometheus.query(&http, &depth_query).await.is_empty()

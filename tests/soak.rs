@@ -160,7 +160,7 @@ async fn mixed_load_leaves_no_errors_leaks_or_growth() {
         "soak {seconds}s: {ok} ok, {} 4xx (throttled acquires), {server_errors} 5xx, {failures} transport failures; fds {fds_before} -> {fds_after}; RSS {rss_before} KiB -> {rss_after} KiB",
         tally.client_errors.load(Ordering::Relaxed)
     );
-    assert!(ok > 1000, "too little traffic to mean anything: {ok}");
+    assert!(ok > 200, "too little traffic to mean anything: {ok}");
     assert_eq!(server_errors, 0, "5xx answers under load");
     assert_eq!(failures, 0, "transport failures under load");
     assert!(

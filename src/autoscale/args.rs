@@ -24,11 +24,13 @@ pub struct AutoscaleArgs {
     /// KEDA pollingInterval.
     #[arg(long, env = "MDP_POLLING_INTERVAL", default_value = "15s", value_parser = duration)]
     pub polling_interval: Duration,
-    /// Prometheus address the KEDA triggers query.
+    /// Prometheus address the KEDA triggers query (default: kube-prometheus's
+    /// `prometheus-k8s`; kube-prometheus-stack's is RELEASE-kube-prometheus-prometheus).
     #[arg(
         long,
+        visible_alias = "prometheus-url",
         env = "MDP_PROMETHEUS_ADDRESS",
-        default_value = "http://prometheus.monitoring.svc.cluster.local:9090"
+        default_value = super::DEFAULT_PROMETHEUS_ADDRESS
     )]
     pub prometheus_address: String,
     /// Queue depth below which no extra pod is wanted (default: soft-release x capacity).

@@ -28,6 +28,10 @@ use crate::level::Level;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// Prometheus the KEDA triggers query by default: kube-prometheus's `prometheus-k8s`
+/// in `monitoring` (kube-prometheus-stack names it RELEASE-kube-prometheus-prometheus).
+pub const DEFAULT_PROMETHEUS_ADDRESS: &str =
+    "http://prometheus-k8s.monitoring.svc.cluster.local:9090";
 /// `Recommendation::trigger` when `minReplicaCount` (not a trigger) set the count.
 pub const DECIDED_BY_MIN: &str = "minReplicaCount";
 /// `Recommendation::trigger` when `maxReplicaCount` capped what a trigger asked for.
@@ -120,7 +124,7 @@ impl Default for AutoscaleConfig {
             max_replicas: 10,
             polling_interval: Duration::from_secs(15),
             cooldown_period: Duration::from_secs(300),
-            prometheus_address: "http://prometheus.monitoring.svc.cluster.local:9090".to_owned(),
+            prometheus_address: DEFAULT_PROMETHEUS_ADDRESS.to_owned(),
             triggers: Trigger::defaults(),
             fallback: Some(Fallback::default()),
             ignore_null_values: false,

@@ -93,9 +93,26 @@ impl Trigger {
     /// result really means "no data" (and, with `ignoreNullValues: "false"`, counts
     /// towards the fallback) rather than "not HARD".
     pub fn promql(&self) -> String {
+        self.scoped_promql("")
+    }
+
+    /// [`Trigger::promql`] reading only the series that also carry `matchers`
+    /// (`namespace="ns", job="name"`; empty for every series), so installations
+    /// sharing one Prometheus never read each other's gauges.
+    pub fn scoped_promql(&self, matchers: &str) -> String {
+        let extra = if matchers.is_empty() {
+            String::new()
+        } else {
+            format!(", {matchers}")
+        };
+        let level_selector = if matchers.is_empty() {
+            String::new()
+        } else {
+            format!("{{{matchers}}}")
+        };
         match self {
             Trigger::QueueDepth { floor, .. } => format!(
-                "clamp_min(max({QUEUE_DEPTH_METRIC}{{source=\"{QUEUE_DEPTH_SOURCE}\"}}) - {}, 0)",
+                "clamp_min(max({QUEUE_DEPTH_METRIC}{{source=\"{QUEUE_DEPTH_SOURCE}\"{extra}}}) - {}, 0)",
                 format_number(*floor)
             ),
             // `== bool` yields 0 or 1 and keeps the series; a filtering `== 2` would
@@ -108,7 +125,7 @@ impl Trigger {
             // its fallback metric uses int64(target) * replicas, so a 0.1 target would
             // truncate to 0 and the fallback would ask for no pods at all.
             Trigger::HardBackpressure { replicas, .. } => format!(
-                "(max({BACKPRESSURE_METRIC}) == bool {}) * {replicas}",
+                "(max({BACKPRESSURE_METRIC}{level_selector}) == bool {}) * {replicas}",
                 Level::Hard.as_gauge()
             ),
         }

@@ -1,4 +1,4 @@
-//! Alert rules (SPEC section 8): a PrometheusRule for the Prometheus Operator and the
+//! Alert rules: a PrometheusRule for the Prometheus Operator and the
 //! same groups as a plain rules file for `promtool` and Prometheus without the operator.
 //! Thresholds come from the store's capacity and mdp's watermarks.
 
@@ -29,14 +29,36 @@ pub fn queue_high(config: &ServeConfig) -> f64 {
     (config.control.watermarks.hard_release * config.store_capacity as f64).round()
 }
 
-/// The alerts of SPEC section 8, plus one for the autoscaling signal vanishing.
+/// The pipeline's alerts, plus one for the autoscaling signal vanishing.
 ///
 /// Each expression aggregates over the pods (every pod reports the same store) and
 /// keeps `namespace`, so two installations never share an alert. Gauges are never
 /// put through `rate()`; the scale alert smooths with `avg_over_time` so a level
 /// that flaps does not reset its `for` clock.
+/// `metric{extra, namespace="NS", job="NAME"}`: one installation's series of `metric`.
+/// Every alert reads through this, `absent()` included, so an installation's alerts
+/// neither fire on nor go quiet because of another one sharing the Prometheus.
+pub fn selector(options: &ExportOptions, metric: &str, extra: &str) -> String {
+    let matchers = options.matchers();
+    if extra.is_empty() {
+        format!("{metric}{{{matchers}}}")
+    } else {
+        format!("{metric}{{{extra}, {matchers}}}")
+    }
+}
+
 pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
-    let depth = format!("{QUEUE_DEPTH_METRIC}{{source=\"{QUEUE_DEPTH_SOURCE}\"}}");
+    let depth = selector(
+        options,
+        QUEUE_DEPTH_METRIC,
+        &format!("source=\"{QUEUE_DEPTH_SOURCE}\""),
+    );
+    let level = selector(options, BACKPRESSURE_METRIC, "");
+    let scale = selector(options, "pipeline_rate_scale_factor", "");
+    let stale = selector(options, "mdp_coordinators", "state=\"stale\"");
+    let store_up = selector(options, "mdp_store_up", "");
+    let poll_errors = selector(options, "mdp_pull_polls_total", "result=\"error\"");
+    let budget_fallback = selector(options, "mdp_budget_mode", "mode=\"fallback\"");
     let high = queue_high(config);
     let capacity = config.store_capacity;
     let hard = Level::Hard.as_gauge();
@@ -56,7 +78,7 @@ pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
         },
         Alert {
             name: "MdpHardBackpressure",
-            expr: format!("max by (namespace) ({BACKPRESSURE_METRIC}) == {hard}"),
+            expr: format!("max by (namespace) ({level}) == {hard}"),
             hold: "2m",
             severity: "critical",
             summary: "Pipeline paused by HARD backpressure".into(),
@@ -67,7 +89,7 @@ pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
         Alert {
             name: "MdpRateScaleLow",
             expr: format!(
-                "max by (namespace, provider) (avg_over_time(pipeline_rate_scale_factor[5m])) < {scale_below}"
+                "max by (namespace, provider) (avg_over_time({scale}[5m])) < {scale_below}"
             ),
             hold: "10m",
             severity: "warning",
@@ -79,7 +101,7 @@ pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
         },
         Alert {
             name: "MdpFeedbackStale",
-            expr: "max by (namespace) (mdp_coordinators{state=\"stale\"}) > 0".into(),
+            expr: format!("max by (namespace) ({stale}) > 0"),
             hold: "2m",
             severity: "warning",
             summary: "Store feedback is stale".into(),
@@ -91,7 +113,7 @@ pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
         },
         Alert {
             name: "MdpStoreUnreachable",
-            expr: "min by (namespace) (mdp_store_up) == 0".into(),
+            expr: format!("min by (namespace) ({store_up}) == 0"),
             hold: "1m",
             severity: "critical",
             summary: "mdp cannot read the store's queue".into(),
@@ -102,8 +124,7 @@ pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
         },
         Alert {
             name: "MdpStorePollErrors",
-            expr: "sum by (namespace) (rate(mdp_pull_polls_total{result=\"error\"}[5m])) > 0"
-                .into(),
+            expr: format!("sum by (namespace) (rate({poll_errors}[5m])) > 0"),
             hold: "10m",
             severity: "warning",
             summary: "Polls of the store keep failing now and then".into(),
@@ -112,7 +133,7 @@ pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
         },
         Alert {
             name: "MdpBudgetNotShared",
-            expr: "sum by (namespace) (mdp_budget_mode{mode=\"fallback\"}) > 0".into(),
+            expr: format!("sum by (namespace) ({budget_fallback}) > 0"),
             hold: "2m",
             severity: "warning",
             summary: "Provider budgets are not shared: Redis does not answer".into(),
@@ -153,6 +174,11 @@ fn groups(options: &ExportOptions, config: &ServeConfig) -> Doc {
     list![obj! { "name": &options.name, "rules": rules }]
 }
 
+/// Name of the PrometheusRule.
+pub fn rule_name(options: &ExportOptions) -> String {
+    format!("{}-alerts", options.name)
+}
+
 /// The plain rules file and the PrometheusRule, with the same groups.
 pub fn files(options: &ExportOptions, config: &ServeConfig) -> Vec<ExportedFile> {
     let groups = groups(options, config);
@@ -160,14 +186,15 @@ pub fn files(options: &ExportOptions, config: &ServeConfig) -> Vec<ExportedFile>
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": obj! {
-            "name": format!("{}-alerts", options.name),
+            "name": rule_name(options),
             "namespace": &options.namespace,
-            "labels": obj! { "app": &options.name },
+            "labels": super::kubernetes::monitor_labels(options),
         },
         "spec": obj! { "groups": groups.clone() },
     };
-    vec![
-        yaml_file(RULES_FILE, &obj! { "groups": groups }),
-        yaml_file(PROMETHEUS_RULE, &rule),
-    ]
+    let mut files = vec![yaml_file(RULES_FILE, &obj! { "groups": groups })];
+    if options.includes(super::Optional::PrometheusRule) {
+        files.push(yaml_file(PROMETHEUS_RULE, &rule));
+    }
+    files
 }

@@ -3,7 +3,7 @@
 //! from that same configuration, the ServiceMonitor and the kustomization.
 
 use super::doc::{Doc, list, obj};
-use super::{ExportOptions, ExportedFile, yaml_file};
+use super::{APP_NAME, ExportOptions, ExportedFile, MANAGED_BY, Optional, PART_OF, yaml_file};
 use crate::autoscale::{AutoscaleConfig, ScalingRules};
 use crate::config::ServeConfig;
 use crate::replicas::ReplicaSource;
@@ -17,8 +17,10 @@ pub const PEERS_SERVICE: &str = "deploy/keda/service-peers.yaml";
 pub const AUTOSCALE_CONFIG_MAP: &str = "deploy/keda/configmap-autoscale.yaml";
 pub const KUSTOMIZATION: &str = "deploy/kustomization.yaml";
 pub const NETWORK_POLICY: &str = "deploy/keda/networkpolicy-pipeline.yaml";
-/// Namespace whose Prometheus scrapes the pods.
-const MONITORING_NAMESPACE: &str = "monitoring";
+/// The dashboard as a ConfigMap the Grafana sidecar loads.
+pub const DASHBOARD_CONFIG_MAP: &str = "deploy/grafana/configmap-dashboard.yaml";
+/// Label the Grafana sidecar (kube-prometheus-stack, the Grafana chart) looks for.
+pub const GRAFANA_DASHBOARD_LABEL: &str = "grafana_dashboard";
 
 /// Where the pod finds the autoscaling configuration (a ConfigMap volume).
 pub const AUTOSCALE_MOUNT: &str = "/etc/mdp";
@@ -38,25 +40,29 @@ pub fn files(
     alert_files: &[&str],
 ) -> Vec<ExportedFile> {
     let autoscale_json = autoscale_json(&config.autoscale);
-    let manifests = [
+    let mut manifests = vec![
         (AUTOSCALE_CONFIG_MAP, config_map(options, &autoscale_json)),
         (DEPLOYMENT, deployment(options, config, &autoscale_json)),
         (SERVICE, service(options, config, false)),
         (PEERS_SERVICE, service(options, config, true)),
-        (SCALED_OBJECT, scaled_object(options, &config.autoscale)),
-        (SERVICE_MONITOR, service_monitor(options)),
-        (NETWORK_POLICY, network_policy(options)),
     ];
+    if options.includes(Optional::ScaledObject) {
+        manifests.push((SCALED_OBJECT, scaled_object(options, &config.autoscale)));
+    }
+    if options.includes(Optional::ServiceMonitor) {
+        manifests.push((SERVICE_MONITOR, service_monitor(options)));
+    }
+    manifests.extend([
+        (NETWORK_POLICY, network_policy(options)),
+        (DASHBOARD_CONFIG_MAP, dashboard_config_map(options, config)),
+    ]);
     let mut resources: Vec<&str> = manifests.iter().map(|(path, _)| *path).collect();
     resources.extend_from_slice(alert_files);
     let mut files: Vec<ExportedFile> = manifests
         .into_iter()
         .map(|(path, doc)| yaml_file(path, &doc))
         .collect();
-    files.push(yaml_file(
-        KUSTOMIZATION,
-        &kustomization(options, &resources),
-    ));
+    files.push(yaml_file(KUSTOMIZATION, &kustomization(&resources)));
     files
 }
 
@@ -68,15 +74,39 @@ pub fn autoscale_json(config: &AutoscaleConfig) -> String {
     text
 }
 
+/// The selector labels: `app` alone, as the objects were first selected by (a
+/// Deployment's selector cannot change once applied).
 fn labels(app: &str) -> Doc {
     obj! { "app": app }
+}
+
+/// The labels of every exported object: `app`, then the recommended
+/// `app.kubernetes.io/*` labels naming the installation.
+pub(crate) fn object_labels(options: &ExportOptions, app: &str) -> Doc {
+    obj! {
+        "app": app,
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/instance": &options.name,
+        "app.kubernetes.io/version": env!("CARGO_PKG_VERSION"),
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+}
+
+/// [`object_labels`] plus the `--monitor-label`s the Prometheus Operator selects on.
+pub(crate) fn monitor_labels(options: &ExportOptions) -> Doc {
+    let mut labels = object_labels(options, &options.name);
+    for (key, value) in &options.monitor_labels {
+        labels.push(key, value.as_str());
+    }
+    labels
 }
 
 fn metadata(options: &ExportOptions, name: &str, app: &str) -> Doc {
     obj! {
         "name": name,
         "namespace": &options.namespace,
-        "labels": labels(app),
+        "labels": object_labels(options, app),
     }
 }
 
@@ -99,14 +129,41 @@ fn config_map(options: &ExportOptions, autoscale_json: &str) -> Doc {
     }
 }
 
+/// The dashboard for the Grafana sidecar, in the monitoring namespace (where the
+/// sidecar looks by default), labelled `grafana_dashboard: "1"`.
+fn dashboard_config_map(options: &ExportOptions, config: &ServeConfig) -> Doc {
+    let mut labels = object_labels(options, &options.name);
+    labels.push(GRAFANA_DASHBOARD_LABEL, "1");
+    let mut data = Doc::Map(Vec::new());
+    data.push(
+        &format!("{}.json", options.dashboard_uid()),
+        super::grafana::dashboard(options, config).to_json(),
+    );
+    obj! {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": obj! {
+            "name": options.dashboard_config_map(),
+            "namespace": &options.monitoring_namespace,
+            "labels": labels,
+            // The folder, for a sidecar run with folderAnnotation: grafana_folder.
+            "annotations": obj! { "grafana_folder": super::grafana::FOLDER },
+        },
+        "data": data,
+    }
+}
+
 /// Where an environment variable of the pod gets its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvValue {
     Value(String),
     /// `valueFrom.fieldRef.fieldPath` (the downward API).
     Field(&'static str),
-    /// `valueFrom.secretKeyRef` (Secret name, key).
-    Secret(String, String),
+    /// `valueFrom.secretKeyRef`.
+    Secret {
+        name: String,
+        key: String,
+    },
 }
 
 /// The service's own options as the pod's environment: the pod runs exactly the
@@ -213,13 +270,28 @@ pub fn pod_environment(
         .into_iter()
         .map(|(name, value)| (name, EnvValue::Value(value)))
         .collect();
+    if options.auth_reads {
+        env.push(("MDP_AUTH_READS", EnvValue::Value("true".into())));
+    }
+    if let Some(secret) = &options.auth_token_secret {
+        env.push((
+            "MDP_AUTH_TOKEN",
+            EnvValue::Secret {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+            },
+        ));
+    }
     // The pod finds itself among its peers by its own address.
     env.push(("MDP_POD_IP", EnvValue::Field("status.podIP")));
     // The shared budget: the URL (and its password) only from a Secret.
     if let Some((secret, key)) = &options.budget_redis_secret {
         env.push((
             "MDP_BUDGET_REDIS",
-            EnvValue::Secret(secret.clone(), key.clone()),
+            EnvValue::Secret {
+                name: secret.clone(),
+                key: key.clone(),
+            },
         ));
     }
     env
@@ -239,7 +311,7 @@ fn deployment(options: &ExportOptions, config: &ServeConfig, autoscale_json: &st
                 "name": name,
                 "valueFrom": obj! { "fieldRef": obj! { "fieldPath": path } },
             },
-            EnvValue::Secret(secret, key) => obj! {
+            EnvValue::Secret { name: secret, key } => obj! {
                 "name": name,
                 "valueFrom": obj! { "secretKeyRef": obj! { "name": secret, "key": key } },
             },
@@ -302,7 +374,7 @@ fn deployment(options: &ExportOptions, config: &ServeConfig, autoscale_json: &st
             },
             "template": obj! {
                 "metadata": obj! {
-                    "labels": labels(&options.name),
+                    "labels": object_labels(options, &options.name),
                     "annotations": annotations,
                 },
                 "spec": obj! {
@@ -400,7 +472,7 @@ pub fn scaled_object(options: &ExportOptions, autoscale: &AutoscaleConfig) -> Do
                 // KEDA wants every metadata value as a string.
                 "metadata": obj! {
                     "serverAddress": &autoscale.prometheus_address,
-                    "query": trigger.promql(),
+                    "query": trigger.scoped_promql(&options.matchers()),
                     "threshold": trigger.threshold_str(),
                     "activationThreshold": trigger.activation_threshold_str(),
                     "ignoreNullValues": ignore_null_values,
@@ -452,19 +524,33 @@ pub fn scaled_object(options: &ExportOptions, autoscale: &AutoscaleConfig) -> Do
 }
 
 fn service_monitor(options: &ExportOptions) -> Doc {
+    let mut endpoint = obj! {
+        "port": PORT_NAME,
+        "path": "/metrics",
+        "interval": "15s",
+        "scrapeTimeout": "10s",
+    };
+    if let (true, Some(secret)) = (options.auth_reads, &options.auth_token_secret) {
+        endpoint.push(
+            "authorization",
+            obj! {
+                "type": "Bearer",
+                "credentials": obj! { "name": &secret.name, "key": &secret.key },
+            },
+        );
+    }
     obj! {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": metadata(options, &options.name, &options.name),
+        "metadata": obj! {
+            "name": &options.name,
+            "namespace": &options.namespace,
+            "labels": monitor_labels(options),
+        },
         "spec": obj! {
             "selector": obj! { "matchLabels": labels(&options.name) },
             "namespaceSelector": obj! { "matchNames": list![&options.namespace] },
-            "endpoints": list![obj! {
-                "port": PORT_NAME,
-                "path": "/metrics",
-                "interval": "15s",
-                "scrapeTimeout": "10s",
-            }],
+            "endpoints": list![endpoint],
         },
     }
 }
@@ -472,7 +558,7 @@ fn service_monitor(options: &ExportOptions) -> Doc {
 /// Who may reach the pods at all. The store's broadcaster cannot send a bearer
 /// token, so instead of `--auth-token` the port is closed to everything but
 /// the pods of this namespace (the store, the ingestion workers taking rate
-/// tokens) and Prometheus in the monitoring namespace.
+/// tokens) and Prometheus in the monitoring namespace (`--monitoring-namespace`).
 fn network_policy(options: &ExportOptions) -> Doc {
     obj! {
         "apiVersion": "networking.k8s.io/v1",
@@ -486,7 +572,7 @@ fn network_policy(options: &ExportOptions) -> Doc {
                     obj! { "podSelector": obj! {} },
                     obj! {
                         "namespaceSelector": obj! {
-                            "matchLabels": obj! { "kubernetes.io/metadata.name": MONITORING_NAMESPACE },
+                            "matchLabels": obj! { "kubernetes.io/metadata.name": &options.monitoring_namespace },
                         },
                     },
                 ],
@@ -496,15 +582,16 @@ fn network_policy(options: &ExportOptions) -> Doc {
     }
 }
 
-fn kustomization(options: &ExportOptions, resources: &[&str]) -> Doc {
+fn kustomization(resources: &[&str]) -> Doc {
     let resources: Vec<Doc> = resources
         .iter()
         .map(|path| Doc::from(path.strip_prefix("deploy/").unwrap_or(path)))
         .collect();
+    // No `namespace:` here: every object names its own, and the dashboard ConfigMap
+    // lives in the monitoring namespace, not the pipeline's.
     obj! {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "namespace": &options.namespace,
         "resources": resources,
     }
 }

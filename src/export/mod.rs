@@ -9,6 +9,7 @@ pub mod alerts;
 pub(crate) mod doc;
 pub mod grafana;
 pub mod kubernetes;
+pub mod overlay;
 
 use crate::cli::ServeArgs;
 use crate::config::ServeConfig;
@@ -30,7 +31,7 @@ pub const POD_DRAIN_DELAY: Duration = Duration::from_secs(5);
 pub struct ExportArgs {
     #[command(flatten)]
     pub serve: ServeArgs,
-    /// Folder to write deploy/ and grafana/ into.
+    /// Folder to write deploy/, grafana/ and overlays/ into.
     #[arg(long, env = "MDP_EXPORT_OUT", default_value = ".")]
     pub out: PathBuf,
     /// Kubernetes namespace of every exported object.
@@ -57,7 +58,65 @@ pub struct ExportArgs {
     /// (NAME[:KEY], key `url` by default); the URL never appears in a manifest.
     #[arg(long, env = "MDP_EXPORT_BUDGET_REDIS_SECRET")]
     pub budget_redis_secret: Option<String>,
+    /// Label of the ServiceMonitor and the PrometheusRule, so the Prometheus Operator's
+    /// selectors pick them (kube-prometheus-stack: release=RELEASE). Repeatable.
+    #[arg(
+        long = "monitor-label",
+        env = "MDP_EXPORT_MONITOR_LABELS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub monitor_labels: Vec<String>,
+    /// Namespace of Prometheus and Grafana: the NetworkPolicy lets it in, and the
+    /// dashboard ConfigMap goes there for the Grafana sidecar.
+    #[arg(
+        long,
+        env = "MDP_EXPORT_MONITORING_NAMESPACE",
+        default_value = "monitoring"
+    )]
+    pub monitoring_namespace: String,
+    /// Leave out an object whose CRD (KEDA, Prometheus Operator) the cluster lacks;
+    /// the kustomization follows. Repeatable.
+    #[arg(
+        long,
+        env = "MDP_EXPORT_WITHOUT",
+        value_enum,
+        value_name = "OBJECT",
+        value_delimiter = ','
+    )]
+    pub without: Vec<Optional>,
+    /// Give the pods `MDP_AUTH_TOKEN` from this Secret (key `token` unless given).
+    #[arg(long, env = "MDP_EXPORT_AUTH_TOKEN_SECRET", value_name = "NAME[:KEY]")]
+    pub auth_token_secret: Option<String>,
 }
+
+/// A CRD-based object `--without` can leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Optional {
+    /// KEDA's ScaledObject.
+    ScaledObject,
+    /// The Prometheus Operator's ServiceMonitor.
+    ServiceMonitor,
+    /// The Prometheus Operator's PrometheusRule (the plain rules file stays).
+    PrometheusRule,
+}
+
+/// Key of `--auth-token-secret` when only a name is given.
+pub const AUTH_TOKEN_SECRET_KEY: &str = "token";
+
+/// A Secret key the pods read a value from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// The `app.kubernetes.io/name` of every exported object.
+pub const APP_NAME: &str = "mdp";
+/// The `app.kubernetes.io/part-of` of every exported object.
+pub const PART_OF: &str = "market-data-pipeline";
+/// The `app.kubernetes.io/managed-by` of every exported object.
+pub const MANAGED_BY: &str = "mdp-export";
 
 /// Default `--image`: the Dockerfile's image, tagged with this version.
 pub const DEFAULT_IMAGE: &str = concat!("mdp:", env!("CARGO_PKG_VERSION"));
@@ -81,6 +140,16 @@ pub struct ExportOptions {
     pub alert_scale_below: f64,
     /// The Secret (name, key) holding the shared budget's Redis URL.
     pub budget_redis_secret: Option<(String, String)>,
+    /// Namespace of Prometheus and Grafana.
+    pub monitoring_namespace: String,
+    /// Extra labels of the ServiceMonitor and the PrometheusRule, in the given order.
+    pub monitor_labels: Vec<(String, String)>,
+    /// CRD-based objects left out.
+    pub without: Vec<Optional>,
+    /// Where the pods read `MDP_AUTH_TOKEN` from, if anywhere.
+    pub auth_token_secret: Option<SecretRef>,
+    /// The token guards `/metrics` too (`--auth-reads`): Prometheus sends it.
+    pub auth_reads: bool,
 }
 
 impl Default for ExportOptions {
@@ -96,8 +165,84 @@ impl Default for ExportOptions {
             drain_delay: POD_DRAIN_DELAY,
             alert_scale_below: 0.3,
             budget_redis_secret: None,
+            monitoring_namespace: "monitoring".to_owned(),
+            monitor_labels: Vec::new(),
+            without: Vec::new(),
+            auth_token_secret: None,
+            auth_reads: false,
         }
     }
+}
+
+/// `KEY=VALUE` of `--monitor-label`: a Kubernetes label key (optional DNS prefix and
+/// `/`, then a name of at most 63) and a value of at most 63 characters.
+fn parse_label(text: &str) -> Result<(String, String), ExportError> {
+    let refused = |why: &str| refuse("monitor-label", format!("{text:?}: {why}"));
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| refused("must be KEY=VALUE"))?;
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix
+        && (prefix.len() > 253 || !prefix.split('.').all(|part| is_dns_label(part, 63)))
+    {
+        return Err(refused("the key's prefix must be a DNS name"));
+    }
+    if !is_label_value(name) || name.is_empty() {
+        return Err(refused(
+            "the key must be a-z A-Z 0-9 - _ ., at most 63, starting and ending alphanumeric",
+        ));
+    }
+    if !is_label_value(value) {
+        return Err(refused(
+            "the value must be empty or a-z A-Z 0-9 - _ ., at most 63, starting and ending alphanumeric",
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// A label value: empty, or `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?` of at most 63.
+fn is_label_value(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.is_empty()
+        || (bytes.len() <= 63
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+            && bytes.last().is_some_and(u8::is_ascii_alphanumeric))
+}
+
+/// `NAME[:KEY]` of `--auth-token-secret`.
+fn parse_secret(text: &str) -> Result<SecretRef, ExportError> {
+    let (name, key) = text
+        .split_once(':')
+        .unwrap_or((text, AUTH_TOKEN_SECRET_KEY));
+    if !(is_dns_label(name, 63)
+        || (name.len() <= 253 && !name.is_empty() && name.split('.').all(|p| is_dns_label(p, 63))))
+    {
+        return Err(refuse(
+            "auth-token-secret",
+            format!("{name:?} must be a Secret name (a DNS name)"),
+        ));
+    }
+    let key_ok = !key.is_empty()
+        && key.len() <= 253
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !key_ok {
+        return Err(refuse(
+            "auth-token-secret",
+            format!("{key:?} must be a Secret key: a-z A-Z 0-9 - _ ."),
+        ));
+    }
+    Ok(SecretRef {
+        name: name.to_owned(),
+        key: key.to_owned(),
+    })
 }
 
 /// An export option that cannot work.
@@ -186,6 +331,15 @@ impl ExportOptions {
                 "only http:// URLs are supported",
             ));
         }
+        if !is_dns_label(&self.monitoring_namespace, 63) {
+            return Err(refuse(
+                "monitoring-namespace",
+                format!(
+                    "{:?} must be a DNS label: a-z 0-9 -, at most 63",
+                    self.monitoring_namespace
+                ),
+            ));
+        }
         if !(self.alert_scale_below > 0.0 && self.alert_scale_below <= 1.0) {
             return Err(refuse(
                 "alert-scale-below",
@@ -225,6 +379,26 @@ impl ExportOptions {
     pub fn dashboard_uid(&self) -> String {
         self.name.clone()
     }
+
+    pub fn dashboard_config_map(&self) -> String {
+        format!("{}-dashboard", self.name)
+    }
+
+    /// Whether the export includes `object` (not left out with `--without`).
+    pub fn includes(&self, object: Optional) -> bool {
+        !self.without.contains(&object)
+    }
+
+    /// The `job` label Prometheus gives the pods' series: the Prometheus Operator
+    /// names a ServiceMonitor's job after the Service it scrapes.
+    pub fn job(&self) -> &str {
+        &self.name
+    }
+
+    /// PromQL label matchers selecting this installation's series only.
+    pub fn matchers(&self) -> String {
+        format!("namespace=\"{}\", job=\"{}\"", self.namespace, self.job())
+    }
 }
 
 /// `NAME[:KEY]` of the Secret holding the Redis URL (key `url` by default).
@@ -248,7 +422,44 @@ impl ExportArgs {
     /// The validated options and service configuration. Without `--store-metrics-url`
     /// the pods poll the store at its conventional in-cluster address.
     pub fn resolve(&self) -> anyhow::Result<(ExportOptions, ServeConfig)> {
+        // A token written into the manifests would be readable by anyone who can read
+        // them, and the pods would not get it either way: refuse rather than ignore it.
+        for (given, option) in [
+            (self.serve.auth_token.is_some(), "auth-token"),
+            (self.serve.auth_token_file.is_some(), "auth-token-file"),
+        ] {
+            if given {
+                return Err(refuse(
+                    option,
+                    "mdp export does not write tokens into manifests: put the token in a \
+                     Secret and pass --auth-token-secret NAME[:KEY]",
+                )
+                .into());
+            }
+        }
+        let monitor_labels = self
+            .monitor_labels
+            .iter()
+            .map(|text| parse_label(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let auth_token_secret = self
+            .auth_token_secret
+            .as_deref()
+            .map(parse_secret)
+            .transpose()?;
+        let mut without = self.without.clone();
+        without.sort_unstable();
+        without.dedup();
         let mut serve = self.serve.clone();
+        // The pods' token comes from the Secret, which the export cannot read.
+        let auth_reads = std::mem::take(&mut serve.auth_reads);
+        if auth_reads && auth_token_secret.is_none() {
+            return Err(refuse(
+                "auth-reads",
+                "the pods need a token to guard reads with: pass --auth-token-secret NAME[:KEY]",
+            )
+            .into());
+        }
         let store_url = serve
             .store_metrics_url
             .get_or_insert_with(|| default_store_url(&self.namespace, &self.cluster_domain))
@@ -278,6 +489,11 @@ impl ExportArgs {
             },
             alert_scale_below: self.alert_scale_below,
             budget_redis_secret,
+            monitoring_namespace: self.monitoring_namespace.clone(),
+            monitor_labels,
+            without,
+            auth_token_secret,
+            auth_reads,
         };
         options.validate()?;
         Ok((options, config))
@@ -318,9 +534,15 @@ pub(crate) fn yaml_file(path: &str, doc: &Doc) -> ExportedFile {
 
 /// Every exported file, sorted by path. Pure: the same inputs give the same bytes.
 pub fn render(options: &ExportOptions, config: &ServeConfig) -> Vec<ExportedFile> {
-    let mut files = kubernetes::files(options, config, &[alerts::PROMETHEUS_RULE]);
+    let rule: &[&str] = if options.includes(Optional::PrometheusRule) {
+        &[alerts::PROMETHEUS_RULE]
+    } else {
+        &[]
+    };
+    let mut files = kubernetes::files(options, config, rule);
     files.extend(alerts::files(options, config));
     files.extend(grafana::files(options, config));
+    files.extend(overlay::files(options, config));
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files
 }
@@ -419,6 +641,127 @@ mod tests {
                 "{argv:?}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn export_time_tokens_are_refused_with_the_way_to_a_secret() {
+        for argv in [
+            &["--auth-token", "s3cret-token-value"][..],
+            &["--auth-token-file", "/dev/null"][..],
+            &["--auth-reads", "true"][..],
+        ] {
+            let error = args(argv).resolve().expect_err("must be refused");
+            let text = error.to_string();
+            assert!(text.contains("--auth-token-secret"), "{argv:?}: {text}");
+            assert!(!text.contains("s3cret"), "the token is echoed: {text}");
+        }
+        let (options, _) = args(&["--auth-token-secret", "mdp-auth", "--auth-reads", "true"])
+            .resolve()
+            .expect("a Secret is fine");
+        assert_eq!(
+            options.auth_token_secret,
+            Some(SecretRef {
+                name: "mdp-auth".into(),
+                key: AUTH_TOKEN_SECRET_KEY.into()
+            })
+        );
+        assert!(options.auth_reads);
+        let (options, _) = args(&["--auth-token-secret", "mdp-auth:bearer"])
+            .resolve()
+            .expect("NAME:KEY");
+        assert_eq!(
+            options.auth_token_secret.map(|s| (s.name, s.key)),
+            Some(("mdp-auth".into(), "bearer".into()))
+        );
+    }
+
+    #[test]
+    fn monitor_labels_secrets_and_namespaces_are_checked() {
+        let (options, _) = args(&[
+            "--monitor-label",
+            "release=kube-prometheus-stack",
+            "--monitor-label",
+            "example.com/team=market-data",
+            "--without",
+            "service-monitor,scaled-object",
+            "--without",
+            "scaled-object",
+        ])
+        .resolve()
+        .expect("valid");
+        assert_eq!(
+            options.monitor_labels,
+            [
+                ("release".to_owned(), "kube-prometheus-stack".to_owned()),
+                ("example.com/team".to_owned(), "market-data".to_owned())
+            ]
+        );
+        assert_eq!(
+            options.without,
+            [Optional::ScaledObject, Optional::ServiceMonitor]
+        );
+        assert!(!options.includes(Optional::ScaledObject));
+        assert!(options.includes(Optional::PrometheusRule));
+        for (argv, option) in [
+            (&["--monitor-label", "release"][..], "--monitor-label"),
+            (&["--monitor-label", "=x"][..], "--monitor-label"),
+            (&["--monitor-label", "a b=c"][..], "--monitor-label"),
+            (&["--monitor-label", "release=-x"][..], "--monitor-label"),
+            (
+                &["--monitor-label", "Bad_Prefix/k=v"][..],
+                "--monitor-label",
+            ),
+            (
+                &["--auth-token-secret", "Bad_Name"][..],
+                "--auth-token-secret",
+            ),
+            (
+                &["--auth-token-secret", "ok:bad key"][..],
+                "--auth-token-secret",
+            ),
+            (
+                &["--monitoring-namespace", "Monitoring"][..],
+                "--monitoring-namespace",
+            ),
+        ] {
+            let error = args(argv).resolve().expect_err("must be refused");
+            assert!(
+                error.to_string().starts_with(&format!("invalid {option}:")),
+                "{argv:?}: {error}"
+            );
+        }
+        assert!(
+            Cli::try_parse_from(["mdp", "export", "--without", "deployment"]).is_err(),
+            "only the CRD-based objects can be left out"
+        );
+    }
+
+    #[test]
+    fn left_out_objects_leave_the_files_and_the_kustomizations() {
+        let (options, config) =
+            args(&["--without", "scaled-object,service-monitor,prometheus-rule"])
+                .resolve()
+                .expect("valid");
+        let files = render(&options, &config);
+        let all: String = files.iter().map(|f| f.contents.as_str()).collect();
+        for kind in [
+            "kind: ScaledObject",
+            "kind: ServiceMonitor",
+            "kind: PrometheusRule",
+        ] {
+            assert!(!all.contains(kind), "{kind} is still exported");
+        }
+        for path in [
+            kubernetes::SCALED_OBJECT,
+            kubernetes::SERVICE_MONITOR,
+            alerts::PROMETHEUS_RULE,
+        ] {
+            assert!(files.iter().all(|f| f.path != path), "{path}");
+            let name = path.rsplit('/').next().unwrap_or(path);
+            assert!(!all.contains(name), "{name} is still listed");
+        }
+        assert!(files.iter().any(|f| f.path == alerts::RULES_FILE));
+        assert!(files.iter().any(|f| f.path == kubernetes::DEPLOYMENT));
     }
 
     #[test]

@@ -151,3 +151,29 @@ pub fn old_mistakes(text: &str, types: &BTreeMap<String, String>) -> (Vec<String
     }
     (mistakes, checked)
 }
+
+/// Every selector of a metric in `expr`: the metric's name and the text between its
+/// braces (empty when it has none).
+pub fn selectors(expr: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for name in metric_names(expr) {
+        let mut from = 0;
+        while let Some(at) = expr[from..].find(&name) {
+            let start = from + at;
+            let end = start + name.len();
+            from = end;
+            let before = expr[..start].chars().next_back();
+            let after = expr[end..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            if word(before) || word(after) {
+                continue;
+            }
+            let matchers = expr[end..]
+                .strip_prefix('{')
+                .and_then(|rest| rest.split_once('}'))
+                .map_or("", |(inside, _)| inside);
+            found.push((name.clone(), matchers.to_owned()));
+        }
+    }
+    found
+}

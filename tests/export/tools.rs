@@ -95,7 +95,32 @@ pub fn keda_models() -> Option<PathBuf> {
     )
 }
 
-/// A real Prometheus scraping one target every second, killed on drop.
+/// One installation Prometheus scrapes: its address, and the `namespace` and `job`
+/// labels its series get (as the Prometheus Operator gives a ServiceMonitor's).
+pub struct Target<'a> {
+    pub addr: SocketAddr,
+    pub namespace: &'a str,
+    pub job: &'a str,
+}
+
+/// A scrape configuration: one scrape job per target, relabelled with its namespace
+/// and job (scrape job names must be unique; the `job` label need not be).
+pub fn scrape_config(targets: &[Target]) -> String {
+    let mut text = String::from(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+    );
+    for target in targets {
+        text.push_str(&format!(
+            "  - job_name: {namespace}-{job}\n    static_configs:\n      - targets: ['{addr}']\n    relabel_configs:\n      - target_label: namespace\n        replacement: {namespace}\n      - target_label: job\n        replacement: {job}\n",
+            job = target.job,
+            addr = target.addr,
+            namespace = target.namespace,
+        ));
+    }
+    text
+}
+
+/// A real Prometheus scraping its targets every second, killed on drop.
 pub struct Prometheus {
     child: Child,
     pub url: String,
@@ -117,16 +142,10 @@ pub fn free_port() -> u16 {
 }
 
 impl Prometheus {
-    pub async fn start(binary: &Path, target: SocketAddr) -> Prometheus {
+    pub async fn start(binary: &Path, targets: &[Target<'_>]) -> Prometheus {
         let dir = TempDir::new("prometheus");
         let config = dir.0.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mdp\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )
-        .expect("write config");
+        std::fs::write(&config, scrape_config(targets)).expect("write config");
         let port = free_port();
         let log = std::fs::File::create(dir.0.join("prometheus.log")).expect("log file");
         let child = std::process::Command::new(binary)
@@ -163,6 +182,15 @@ impl Prometheus {
 
     /// The values of an instant query's samples.
     pub async fn query(&self, http: &reqwest::Client, expr: &str) -> Vec<f64> {
+        self.query_samples(http, expr)
+            .await
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect()
+    }
+
+    /// An instant query's samples: each one's labels and value.
+    pub async fn query_samples(&self, http: &reqwest::Client, expr: &str) -> Vec<(Value, f64)> {
         let encoded: String = expr
             .bytes()
             .map(|b| match b {
@@ -186,10 +214,11 @@ impl Prometheus {
             .expect("vector result")
             .iter()
             .map(|s| {
-                s["value"][1]
+                let value = s["value"][1]
                     .as_str()
                     .and_then(|v| v.parse().ok())
-                    .expect("sample value")
+                    .expect("sample value");
+                (s["metric"].clone(), value)
             })
             .collect()
     }

@@ -20,8 +20,26 @@ pub const DATASOURCE: &str = "grafana/provisioning/datasources/prometheus.yaml";
 
 /// Where the dashboard provider looks for `dashboard.json` inside Grafana.
 pub const DASHBOARDS_PATH: &str = "/var/lib/grafana/dashboards/mdp";
-/// uid of the provisioned Prometheus datasource.
+/// uid of the provisioned Prometheus datasource (kube-prometheus-stack's uses the same).
 const DATASOURCE_UID: &str = "prometheus";
+/// Name of the provisioned Prometheus datasource.
+const DATASOURCE_NAME: &str = "Prometheus";
+/// Unit of the effective-rate panel ("12 tokens/s": Grafana puts the space itself).
+pub const TOKENS_PER_SECOND_UNIT: &str = "suffix:tokens/s";
+/// Grafana folder of the dashboard.
+pub const FOLDER: &str = "Market data";
+/// The dashboard's matchers: the installation its `namespace` and `job` variables pick.
+const MATCHERS: &str = "namespace=\"$namespace\", job=\"$job\"";
+
+/// `metric{extra, namespace="$namespace", job="$job"}`: the series of the installation
+/// the dashboard's variables select.
+fn sel(metric: &str, extra: &str) -> String {
+    if extra.is_empty() {
+        format!("{metric}{{{MATCHERS}}}")
+    } else {
+        format!("{metric}{{{extra}, {MATCHERS}}}")
+    }
+}
 /// Queue fill (fraction of capacity) at which the depth panel turns yellow: an
 /// early notice well before the SOFT watermark.
 const QUEUE_NOTICE_FRACTION: f64 = 0.3;
@@ -52,7 +70,7 @@ fn dashboard_provider() -> Doc {
         "providers": list![obj! {
             "name": "mdp",
             "orgId": 1u32,
-            "folder": "Market data",
+            "folder": FOLDER,
             "type": "file",
             "disableDeletion": false,
             "allowUiUpdates": false,
@@ -69,12 +87,14 @@ fn datasource(config: &ServeConfig) -> Doc {
     obj! {
         "apiVersion": 1u32,
         "datasources": list![obj! {
-            "name": "Prometheus",
+            "name": DATASOURCE_NAME,
             "uid": DATASOURCE_UID,
             "type": "prometheus",
             "access": "proxy",
             "url": &config.autoscale.prometheus_address,
-            "isDefault": true,
+            // Not the default: Grafana refuses to start with two defaults, and an
+            // installation usually has one already.
+            "isDefault": false,
             "editable": false,
             // The ServiceMonitor's scrape interval: keeps $__rate_interval at >= 4 scrapes.
             "jsonData": obj! { "timeInterval": "15s" },
@@ -105,10 +125,13 @@ fn level_mapping() -> Doc {
 }
 
 /// The four panels of the original dashboard, fixed: units, thresholds and mappings.
-fn seed_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> {
+fn seed_panels(config: &ServeConfig) -> Vec<Panel> {
     let capacity = config.store_capacity as f64;
     let marks = &config.control.watermarks;
-    let depth = format!("{QUEUE_DEPTH_METRIC}{{source=\"{QUEUE_DEPTH_SOURCE}\"}}");
+    let depth = sel(
+        QUEUE_DEPTH_METRIC,
+        &format!("source=\"{QUEUE_DEPTH_SOURCE}\""),
+    );
     let notice = (QUEUE_NOTICE_FRACTION * capacity).round();
     let soft = (marks.soft_at * capacity).round();
     let high = super::alerts::queue_high(config);
@@ -132,7 +155,10 @@ fn seed_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> {
         &[
             (format!("max({depth})"), "queue depth"),
             (
-                "max by (coordinator) (mdp_coordinator_queue_depth)".into(),
+                format!(
+                    "max by (coordinator) ({})",
+                    sel("mdp_coordinator_queue_depth", "")
+                ),
                 "{{coordinator}}",
             ),
         ],
@@ -144,7 +170,10 @@ fn seed_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> {
         "Rate Scale Factor",
         "Share of each provider's base rate mdp grants now (1 = full rate, 0 = paused).".into(),
         &[(
-            "min by (provider) (pipeline_rate_scale_factor)".into(),
+            format!(
+                "min by (provider) ({})",
+                sel("pipeline_rate_scale_factor", "")
+            ),
             "{{provider}}",
         )],
         obj! {
@@ -168,7 +197,7 @@ fn seed_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> {
         "stat",
         "Backpressure State",
         "The level driving the providers' rates: OK, SOFT (slow down) or HARD (pause).".into(),
-        &[(format!("max({BACKPRESSURE_METRIC})"), "level")],
+        &[(format!("max({})", sel(BACKPRESSURE_METRIC, "")), "level")],
         obj! {
             "unit": "none",
             "mappings": list![level_mapping()],
@@ -187,13 +216,12 @@ fn seed_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> {
         "Available pods of the Deployment (kube-state-metrics) and pods Prometheus scrapes.".into(),
         &[
             (
-                format!(
-                    "sum(kube_deployment_status_replicas_available{{namespace=\"{}\", deployment=\"{}\"}})",
-                    options.namespace, options.name
-                ),
+                // kube-state-metrics' own job: the namespace and the Deployment (named
+                // like the job) select the installation.
+                "sum(kube_deployment_status_replicas_available{namespace=\"$namespace\", deployment=\"$job\"})".into(),
                 "available",
             ),
-            ("count(mdp_build_info)".into(), "scraped"),
+            (format!("count({})", sel("mdp_build_info", "")), "scraped"),
         ],
         obj! { "unit": "none", "decimals": 0u32, "thresholds": base_thresholds() },
         stat_options("value"),
@@ -202,17 +230,14 @@ fn seed_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> {
 }
 
 /// What an operator needs beyond the seed panels.
-fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> {
-    let hpa = format!(
-        "namespace=\"{}\", horizontalpodautoscaler=\"{}\"",
-        options.namespace,
-        options.hpa_name()
-    );
+fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
+    // KEDA names the HPA after the ScaledObject (`hpa_name`), named after the job.
+    let hpa = "namespace=\"$namespace\", horizontalpodautoscaler=\"keda-hpa-$job-scaler\"";
     let trigger_queries: Vec<(String, &str)> = config
         .autoscale
         .triggers
         .iter()
-        .map(|trigger| (trigger.promql(), trigger.name()))
+        .map(|trigger| (trigger.scoped_promql(MATCHERS), trigger.name()))
         .collect();
     let trigger_targets: Vec<String> = config
         .autoscale
@@ -225,7 +250,7 @@ fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> 
         timeseries(
             "Rate scale per provider",
             "Rate scale factor per provider over time.".into(),
-            &[("min by (provider) (pipeline_rate_scale_factor)".into(), "{{provider}}")],
+            &[(format!("min by (provider) ({})", sel("pipeline_rate_scale_factor", "")), "{{provider}}")],
             {
                 let mut defaults = series_defaults("percentunit", None);
                 defaults.push("max", 1u32);
@@ -236,8 +261,9 @@ fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> 
         timeseries(
             "Effective rate per provider",
             "Tokens per second granted per provider, summed over the pods (each pod grants its share).".into(),
-            &[("sum by (provider) (mdp_rate_effective_tokens_per_second)".into(), "{{provider}}")],
-            series_defaults("suffix: tokens/s", None),
+            &[(format!("sum by (provider) ({})", sel("mdp_rate_effective_tokens_per_second", "")), "{{provider}}")],
+            // Grafana's custom unit: "suffix:" then the text exactly as shown after the value.
+            series_defaults(TOKENS_PER_SECOND_UNIT, None),
             12,
         ),
         timeseries(
@@ -258,7 +284,7 @@ fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> 
                 (format!("max(kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}})"), "desired"),
                 (format!("max(kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}})"), "current"),
                 (format!("max(kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}})"), "max"),
-                ("max(mdp_replicas)".into(), "replicas mdp sees"),
+                (format!("max({})", sel("mdp_replicas", "")), "replicas mdp sees"),
             ],
             series_defaults("none", None),
             12,
@@ -266,14 +292,14 @@ fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> 
         timeseries(
             "Feedback events applied",
             "Store feedback events applied per second, by provider and level (summed over pods).".into(),
-            &[(format!("sum by (provider, level) (rate(feedback_events_processed_total[{rate}]))"), "{{provider}} {{level}}")],
+            &[(format!("sum by (provider, level) (rate({}[{rate}]))", sel("feedback_events_processed_total", "")), "{{provider}} {{level}}")],
             series_defaults("cps", None),
             8,
         ),
         timeseries(
             "Feedback events rejected",
             "Feedback events refused or ignored per second, by reason.".into(),
-            &[(format!("sum by (reason) (rate(mdp_feedback_events_rejected_total[{rate}]))"), "{{reason}}")],
+            &[(format!("sum by (reason) (rate({}[{rate}]))", sel("mdp_feedback_events_rejected_total", "")), "{{reason}}")],
             series_defaults("cps", None),
             8,
         ),
@@ -281,8 +307,8 @@ fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> 
             "Event-to-scale latency",
             "Time from receiving a feedback event to the new scale being in force.".into(),
             &[
-                (format!("histogram_quantile(0.5, sum by (le) (rate(mdp_feedback_event_to_scale_seconds_bucket[{rate}])))"), "p50"),
-                (format!("histogram_quantile(0.99, sum by (le) (rate(mdp_feedback_event_to_scale_seconds_bucket[{rate}])))"), "p99"),
+                (format!("histogram_quantile(0.5, sum by (le) (rate({}[{rate}])))", sel("mdp_feedback_event_to_scale_seconds_bucket", "")), "p50"),
+                (format!("histogram_quantile(0.99, sum by (le) (rate({}[{rate}])))", sel("mdp_feedback_event_to_scale_seconds_bucket", "")), "p99"),
             ],
             series_defaults("s", None),
             8,
@@ -294,9 +320,9 @@ fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> 
                 config.control.stale_level.as_str().to_uppercase()
             ),
             &[
-                ("max(mdp_coordinators{state=\"stale\"})".into(), "stale"),
-                ("max(mdp_coordinators{state=\"live\"})".into(), "live"),
-                ("max by (coordinator) (mdp_coordinator_stale) > 0".into(), "stale: {{coordinator}}"),
+                (format!("max({})", sel("mdp_coordinators", "state=\"stale\"")), "stale"),
+                (format!("max({})", sel("mdp_coordinators", "state=\"live\"")), "live"),
+                (format!("max by (coordinator) ({}) > 0", sel("mdp_coordinator_stale", "")), "stale: {{coordinator}}"),
             ],
             series_defaults("none", Some(thresholds(vec![step("green", None), step("red", Some(1.0))]))),
             8,
@@ -306,7 +332,7 @@ fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> 
             "Seconds since each coordinator's last applied event. The store pushes only on \
              transitions, so in push mode a growing age is normal."
                 .into(),
-            &[("time() - max by (coordinator) (mdp_coordinator_last_event_timestamp_seconds)".into(), "{{coordinator}}")],
+            &[(format!("time() - max by (coordinator) ({})", sel("mdp_coordinator_last_event_timestamp_seconds", "")), "{{coordinator}}")],
             series_defaults("s", None),
             8,
         ),
@@ -314,8 +340,8 @@ fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> 
             "Rate tokens",
             "Tokens granted and acquire requests refused per second, by provider.".into(),
             &[
-                (format!("sum by (provider) (rate(mdp_rate_tokens_granted_total[{rate}]))"), "{{provider}} granted"),
-                (format!("sum by (provider) (rate(mdp_rate_requests_throttled_total[{rate}]))"), "{{provider}} throttled"),
+                (format!("sum by (provider) (rate({}[{rate}]))", sel("mdp_rate_tokens_granted_total", "")), "{{provider}} granted"),
+                (format!("sum by (provider) (rate({}[{rate}]))", sel("mdp_rate_requests_throttled_total", "")), "{{provider}} throttled"),
             ],
             series_defaults("cps", None),
             8,
@@ -324,8 +350,8 @@ fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> 
             "Level changes and suppressed flaps",
             "Changes of the level driving the scale, and the store's SOFT/OK flaps the relax hold absorbed.".into(),
             &[
-                (format!("sum by (level) (increase(mdp_backpressure_transitions_total[{rate}]))"), "to {{level}}"),
-                (format!("sum(increase(mdp_backpressure_flaps_suppressed_total[{rate}]))"), "flaps suppressed"),
+                (format!("sum by (level) (increase({}[{rate}]))", sel("mdp_backpressure_transitions_total", "")), "to {{level}}"),
+                (format!("sum(increase({}[{rate}]))", sel("mdp_backpressure_flaps_suppressed_total", "")), "flaps suppressed"),
             ],
             series_defaults("short", None),
             12,
@@ -333,17 +359,44 @@ fn operator_panels(options: &ExportOptions, config: &ServeConfig) -> Vec<Panel> 
         timeseries(
             "Store polls",
             "Polls of the store's metrics endpoint per second, by result (pull mode).".into(),
-            &[(format!("sum by (result) (rate(mdp_pull_polls_total[{rate}]))"), "{{result}}")],
+            &[(format!("sum by (result) (rate({}[{rate}]))", sel("mdp_pull_polls_total", "")), "{{result}}")],
             series_defaults("cps", None),
             12,
         ),
     ]
 }
 
-/// The dashboard model. Every query reads metrics mdp exports (or kube-state-metrics').
+/// A variable's `current`: Grafana's schema wants both `text` and `value`.
+fn current(text: &str, value: &str) -> Doc {
+    obj! { "selected": false, "text": text, "value": value }
+}
+
+/// A query variable over one label of mdp's series, preset to this installation.
+fn label_variable(name: &str, label: &str, query: &str, preset: &str) -> Doc {
+    obj! {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": obj! { "type": "prometheus", "uid": "${datasource}" },
+        "definition": query,
+        "query": obj! { "query": query, "refId": format!("mdp-{name}") },
+        "current": current(preset, preset),
+        "hide": 0u32,
+        // On time range change: installations come and go.
+        "refresh": 2u32,
+        "regex": "",
+        "sort": 1u32,
+        "includeAll": false,
+        "multi": false,
+        "options": list![],
+    }
+}
+
+/// The dashboard model. Every query reads metrics mdp exports (or kube-state-metrics'),
+/// scoped to the installation the `namespace` and `job` variables pick.
 pub fn dashboard(options: &ExportOptions, config: &ServeConfig) -> Doc {
-    let mut panels = seed_panels(options, config);
-    panels.extend(operator_panels(options, config));
+    let mut panels = seed_panels(config);
+    panels.extend(operator_panels(config));
     obj! {
         "uid": options.dashboard_uid(),
         "title": "mdp: market-data pipeline",
@@ -357,19 +410,33 @@ pub fn dashboard(options: &ExportOptions, config: &ServeConfig) -> Doc {
         "version": 1u32,
         "time": obj! { "from": "now-1h", "to": "now" },
         "templating": obj! {
-            "list": list![obj! {
-                "name": "datasource",
-                "label": "Data source",
-                "type": "datasource",
-                "query": "prometheus",
-                "current": obj! {},
-                "hide": 0u32,
-                "refresh": 1u32,
-                "regex": "",
-                "includeAll": false,
-                "multi": false,
-                "options": list![],
-            }],
+            "list": list![
+                obj! {
+                    "name": "datasource",
+                    "label": "Data source",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": current(DATASOURCE_NAME, DATASOURCE_UID),
+                    "hide": 0u32,
+                    "refresh": 1u32,
+                    "regex": "",
+                    "includeAll": false,
+                    "multi": false,
+                    "options": list![],
+                },
+                label_variable(
+                    "namespace",
+                    "Namespace",
+                    "label_values(mdp_build_info, namespace)",
+                    &options.namespace,
+                ),
+                label_variable(
+                    "job",
+                    "Installation (job)",
+                    "label_values(mdp_build_info{namespace=\"$namespace\"}, job)",
+                    options.job(),
+                ),
+            ],
         },
         "annotations": obj! { "list": list![] },
         "links": list![],
