@@ -168,25 +168,29 @@ mod tests {
     }
 
     // KEDA docs, ScaledObject spec "fallback" with behavior currentReplicasIfHigher: with
-    // Prometheus gone, the fourth failed sync (failureThreshold 3) serves the fallback
-    // metric, and the HPA goes to max(current, 6).
+    // Prometheus gone, the HPA goes to max(current, 6) once the failures pass
+    // failureThreshold 3. Before KEDA 2.19 only the HPA's requests count (the fourth
+    // failing sync, t=60); since, the operator's poll counts as well (t=30).
     #[test]
     fn prometheus_outage_falls_back_to_six_or_keeps_more() {
-        for (start, want) in [(2, 6), (8, 8)] {
-            let mut cluster =
-                Cluster::new(&AutoscaleConfig::default(), start, DEFAULT_STARTUP_DELAY)
+        for (keda, engaged) in [("2.18", 60), ("2.20", 30)] {
+            for (start, want) in [(2, 6), (8, 8)] {
+                let mut config = AutoscaleConfig::default();
+                config.versions.keda = keda.parse().expect("modelled");
+                let mut cluster = Cluster::new(&config, start, DEFAULT_STARTUP_DELAY)
                     .expect("the default configuration is valid");
-            let depth = 2000.0 + 1000.0 * f64::from(start);
-            let calm = cluster.responses_for(depth, Level::Soft);
-            let down = [PromResponse::Unreachable, PromResponse::Unreachable];
-            assert_eq!(cluster.step(secs(0), &calm).replicas, start);
-            for t in [15, 30, 45] {
-                let tick = cluster.step(secs(t), &down);
-                assert_eq!(tick.replicas, start, "t={t}: held while failures <= 3");
+                let depth = 2000.0 + 1000.0 * f64::from(start);
+                let calm = cluster.responses_for(depth, Level::Soft);
+                let down = [PromResponse::Unreachable, PromResponse::Unreachable];
+                assert_eq!(cluster.step(secs(0), &calm).replicas, start);
+                for t in (15..engaged).step_by(15) {
+                    let tick = cluster.step(secs(t), &down);
+                    assert_eq!(tick.replicas, start, "KEDA {keda} t={t}: held");
+                }
+                let tick = cluster.step(secs(engaged), &down);
+                assert_eq!(tick.replicas, want, "KEDA {keda}");
+                assert!(tick.triggers.iter().all(|t| t.fallback_value.is_some()));
             }
-            let tick = cluster.step(secs(60), &down);
-            assert_eq!(tick.replicas, want);
-            assert!(tick.triggers.iter().all(|t| t.fallback_value.is_some()));
         }
     }
 

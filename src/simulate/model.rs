@@ -392,12 +392,21 @@ pub(crate) mod tests {
     fn a_dark_prometheus_reaches_the_fallback() {
         let mut scenario = one_phase(DepthProfile::Constant(500.0), 120, 0.0);
         scenario.phases[0].prometheus = MetricsPath::Down;
-        let run = simulate(&scenario, &settings()).expect("valid");
-        // The fourth failed HPA sync (45 s) serves fallback.replicas = 6, which the
-        // scale-up policy (at most 4 pods per 15 s) reaches one sync later.
+        // KEDA 2.18: only the HPA's requests count failures, so the fourth failed
+        // sync (45 s) serves fallback.replicas = 6, which the scale-up policy (at most
+        // 4 pods per 15 s) reaches one sync later.
+        let mut old = settings();
+        old.autoscale.versions.keda = "2.18".parse().expect("modelled");
+        let run = simulate(&scenario, &old).expect("valid");
         assert_eq!(run.samples[44].desired, 1);
         assert_eq!(run.samples[45].desired, 5);
         assert_eq!(run.samples[60].desired, 6);
+        // KEDA 2.19+: the operator's poll (at the same instants) counts too, so the
+        // counter passes 3 at the second HPA sync (15 s).
+        let run = simulate(&scenario, &settings()).expect("valid");
+        assert_eq!(run.samples[14].desired, 1);
+        assert_eq!(run.samples[15].desired, 5);
+        assert_eq!(run.samples[30].desired, 6);
         assert_eq!(
             run.samples[119].desired, 6,
             "held while Prometheus stays dark"
