@@ -5,8 +5,7 @@
 
 use super::behavior::{self, ScaleEvent};
 pub use super::replica_calc::{
-    ReplicaCounts, Tolerance, replicas_for_average_value, replicas_for_metric,
-    replicas_for_value,
+    ReplicaCounts, Tolerance, replicas_for_average_value, replicas_for_metric, replicas_for_value,
 };
 use super::{AutoscaleConfig, HpaBehavior, MetricType};
 use std::time::Duration;
@@ -258,7 +257,10 @@ impl Hpa {
                 .map(|(m, _)| m.name.as_str())
                 .collect();
             let explanation = if failed.len() >= per_metric.len() {
-                format!("hold {current}: no metric available ({})", failed.join(", "))
+                format!(
+                    "hold {current}: no metric available ({})",
+                    failed.join(", ")
+                )
             } else {
                 format!(
                     "hold {current}: {} unavailable and the others would scale down",

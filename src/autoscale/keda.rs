@@ -410,7 +410,10 @@ mod tests {
             fallback_replicas(&with(FallbackBehavior::CurrentReplicas), 4, NEWEST),
             4
         );
-        assert_eq!(fallback_replicas(&with(FallbackBehavior::Static), 9, NEWEST), 6);
+        assert_eq!(
+            fallback_replicas(&with(FallbackBehavior::Static), 9, NEWEST),
+            6
+        );
     }
 
     // `doFallback` in KEDA 2.14-2.17 truncates the target with int64(): a 0.1 target

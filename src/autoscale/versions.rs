@@ -161,9 +161,7 @@ impl KedaVersion {
             );
         }
         if self.quantity_rounding() == QuantityRounding::Truncate {
-            notes.push(
-                "metric values are truncated to milli-units (rounded since KEDA 2.20)",
-            );
+            notes.push("metric values are truncated to milli-units (rounded since KEDA 2.20)");
         }
         notes
     }
