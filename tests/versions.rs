@@ -261,3 +261,26 @@ fn an_unsupported_version_is_refused_with_one_line() {
     }
     assert!(!out_dir.exists(), "nothing written when refused");
 }
+
+mod common;
+
+// `/api/v1/state` says why the exported configuration asks for its replica count,
+// and for which KEDA release, as the dashboard shows it.
+#[tokio::test]
+async fn state_reports_the_reason_and_the_keda_release() {
+    let service = common::InProcess::start(&["--keda-version", "2.16"]).await;
+    let state: Value = reqwest::get(service.url("/api/v1/state"))
+        .await
+        .expect("state answers")
+        .json()
+        .await
+        .expect("state is JSON");
+    let autoscaler = &state["autoscaler"];
+    assert_eq!(autoscaler["keda_version"], "2.16");
+    let reason = autoscaler["reason"].as_str().expect("a reason");
+    assert!(
+        reason.starts_with("1: ") && reason.contains("minReplicaCount 1"),
+        "{reason}"
+    );
+    service.stop().await;
+}

@@ -2,10 +2,11 @@
 //! to show what the exported configuration would do to the Deployment.
 
 use super::hpa::{Hpa, HpaConfig, SyncResult};
-use super::keda::{PromResponse, ScaledObject, TriggerReport};
+use super::keda::{PromResponse, ScaledObject, ScalerError, TriggerReport};
 use super::pods::Pods;
 use super::{AutoscaleConfig, ConfigError};
 use crate::level::Level;
+use serde::Serialize;
 use std::time::Duration;
 
 /// One step of the cluster model.
@@ -22,6 +23,74 @@ pub struct Tick {
     pub triggers: Vec<TriggerReport>,
     /// A replica count the KEDA operator set itself (0 <-> 1, minReplicaCount).
     pub operator: Option<u32>,
+}
+
+/// One trigger in one HPA sync, as the trace shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TriggerTrace {
+    pub name: &'static str,
+    /// The value KEDA read: a number, `none` (empty result) or `error`.
+    pub read: String,
+    /// `status.health[...].numberOfFailures` after this read.
+    pub failures: u32,
+    /// The fallback metric served instead, while the fallback is engaged.
+    pub fallback: Option<f64>,
+    /// The replica count the HPA derived from this trigger (`None`: unavailable).
+    pub proposal: Option<u32>,
+}
+
+/// One HPA sync, everything that decided it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncTrace {
+    pub t: f64,
+    /// `spec.replicas` before the sync.
+    pub replicas_before: u32,
+    pub triggers: Vec<TriggerTrace>,
+    /// The largest proposal (`computeReplicasForMetrics`).
+    pub max_proposal: Option<u32>,
+    /// After the stabilization windows.
+    pub stabilized: Option<u32>,
+    /// The `ScalingLimited` reason of the rate limit and min/max.
+    pub rate_limit: &'static str,
+    pub replicas: u32,
+    pub reason: String,
+}
+
+fn read_text(report: &TriggerReport) -> String {
+    match report.scaler {
+        Ok(value) => format!("{}", report.quantity.unwrap_or(value)),
+        Err(ScalerError::EmptyResult) => "none".to_owned(),
+        Err(_) => "error".to_owned(),
+    }
+}
+
+impl Tick {
+    /// The trace row of this step's HPA sync, if one ran.
+    pub fn trace(&self, replicas_before: u32) -> Option<SyncTrace> {
+        let sync = self.hpa.as_ref()?;
+        let triggers = self
+            .triggers
+            .iter()
+            .enumerate()
+            .map(|(index, report)| TriggerTrace {
+                name: report.name,
+                read: read_text(report),
+                failures: report.consecutive_failures,
+                fallback: report.fallback_value,
+                proposal: sync.per_metric.get(index).copied().flatten(),
+            })
+            .collect();
+        Some(SyncTrace {
+            t: self.now.as_secs_f64(),
+            replicas_before,
+            triggers,
+            max_proposal: sync.metric_desired,
+            stabilized: sync.stabilized,
+            rate_limit: sync.limit.as_str(),
+            replicas: sync.desired,
+            reason: sync.explanation.clone(),
+        })
+    }
 }
 
 /// KEDA + HPA + Deployment for one ScaledObject.

@@ -88,6 +88,8 @@ fn autoscaler_json(ctx: &Ctx, depth: f64, level: crate::level::Level, current: u
         "min_replicas": config.min_replicas,
         "max_replicas": config.max_replicas,
         "trigger": recommendation.trigger,
+        "reason": recommendation.reason,
+        "keda_version": config.versions.keda.to_string(),
         "triggers": triggers,
     })
 }

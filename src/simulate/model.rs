@@ -5,7 +5,7 @@ use super::SimulateError;
 use super::fleet::{Fleet, FleetSettings, PodGrants};
 use super::scenario::{MetricsPath, Phase, Scenario};
 use crate::autoscale::AutoscaleConfig;
-use crate::autoscale::cluster::Cluster;
+use crate::autoscale::cluster::{Cluster, SyncTrace};
 use crate::autoscale::keda::PromResponse;
 use crate::control::{ControlConfig, ControlEvent, Controller, Observation, Source};
 use crate::level::Level;
@@ -81,6 +81,8 @@ pub struct Run {
     pub flaps_suppressed: u64,
     /// Every provider's grants, summed over the pods.
     pub grants: PodGrants,
+    /// Every HPA sync and what decided it.
+    pub trace: Vec<SyncTrace>,
 }
 
 /// The store as mdp hears it.
@@ -195,6 +197,7 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
     let mut next_scrape = settings.scrape_offset;
     let mut samples = Vec::with_capacity(usize::try_from(total_seconds).unwrap_or(0));
     let mut level_changes = 0;
+    let mut trace = Vec::new();
     let mut last_tick = Duration::ZERO;
     let mut phase_index = 0;
     let mut phase_start = Duration::ZERO;
@@ -237,7 +240,9 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
                     vec![PromResponse::Unreachable; settings.autoscale.triggers.len()]
                 }
             };
+            let before = cluster.replicas();
             let tick = cluster.step(now, &responses);
+            trace.extend(tick.trace(before));
             (tick.replicas, tick.ready)
         } else {
             (cluster.replicas(), cluster.pods().ready(now))
@@ -263,6 +268,7 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
         level_changes,
         flaps_suppressed: controller.flaps_suppressed(),
         grants: fleet.finish(),
+        trace,
     })
 }
 

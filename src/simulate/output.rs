@@ -5,6 +5,7 @@ use super::budget::GrantSummary;
 use super::model::{Run, StoreEvents};
 use super::report::{Range, SCALE_UP_PODS, SPEC_SCALE_DOWN, SPEC_SCALE_UP, Summary, spec_row};
 use super::scenario::Scenario;
+use crate::autoscale::cluster::SyncTrace;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -246,4 +247,81 @@ fn verdict_line(summary: &Summary) -> String {
         "verdict: DIFFERS from SPEC section 8, {} of {total} checks miss: {listed}",
         misses.len()
     )
+}
+
+/// `--trace --format csv`: one row per HPA sync. Per trigger: the value KEDA read
+/// (a number, `none` or `error`), its failure count, the fallback metric served (empty
+/// when none) and its proposal (empty when unavailable); then the largest proposal,
+/// the stabilized recommendation, the rate limit's reason, the replicas and why.
+pub fn trace_csv(trace: &[SyncTrace]) -> String {
+    let names: Vec<&str> = trace
+        .first()
+        .map(|row| row.triggers.iter().map(|t| t.name).collect())
+        .unwrap_or_default();
+    let mut out = String::from("t,replicas_before");
+    for name in &names {
+        let _ = write!(
+            out,
+            ",{name}_read,{name}_failures,{name}_fallback,{name}_proposal"
+        );
+    }
+    out.push_str(",max_proposal,stabilized,rate_limit,replicas,reason\n");
+    let opt = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
+    for row in trace {
+        let _ = write!(out, "{},{}", row.t, row.replicas_before);
+        for t in &row.triggers {
+            let fallback = t.fallback.map(|v| v.to_string()).unwrap_or_default();
+            let _ = write!(
+                out,
+                ",{},{},{},{}",
+                t.read,
+                t.failures,
+                fallback,
+                opt(t.proposal)
+            );
+        }
+        // The reason is quoted: it contains commas.
+        let _ = writeln!(
+            out,
+            ",{},{},{},{},\"{}\"",
+            opt(row.max_proposal),
+            opt(row.stabilized),
+            row.rate_limit,
+            row.replicas,
+            row.reason.replace('"', "'")
+        );
+    }
+    out
+}
+
+/// `--explain`: one line at every HPA sync that changed the replica count, and at
+/// the first sync.
+pub fn explain(trace: &[SyncTrace]) -> String {
+    let mut out = String::from("why the replica count changed (every HPA sync that changed it):\n");
+    for (index, row) in trace.iter().enumerate() {
+        if index == 0 || row.replicas != row.replicas_before {
+            let reads: Vec<String> = row
+                .triggers
+                .iter()
+                .map(|t| {
+                    let fallback = t
+                        .fallback
+                        .map(|v| format!(", fallback {v}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{} read {} (failures {}{fallback})",
+                        t.name, t.read, t.failures
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  t={:>5}s  {}  [{}]",
+                row.t,
+                row.reason,
+                reads.join("; ")
+            );
+        }
+    }
+    out
 }
