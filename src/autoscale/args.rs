@@ -84,6 +84,18 @@ impl AutoscaleArgs {
     ) -> Result<AutoscaleConfig, AutoscaleArgsError> {
         let mut config = self.build_config(capacity, soft_release)?;
         config.versions = self.versions()?;
+        let behavior = &config.behavior;
+        let tolerance_set =
+            behavior.scale_up.tolerance.is_some() || behavior.scale_down.tolerance.is_some();
+        if tolerance_set && !config.versions.keda.has_hpa_tolerance() {
+            return Err(AutoscaleArgsError::Version {
+                option: "keda-version",
+                source: super::versions::VersionError::Unsupported(format!(
+                    "KEDA {} has no behavior tolerance (added in 2.18)",
+                    config.versions.keda
+                )),
+            });
+        }
         Ok(config)
     }
 

@@ -666,6 +666,79 @@ mod tests {
         assert!(!hpa.is_due(secs(44)) && hpa.is_due(secs(45)));
     }
 
+    // Kubernetes `horizontal_test.go`: `TestScaleDown` (recommendations already
+    // recorded: 5 -> 3) against `TestScaleDownStabilizeInitialSize` (none recorded yet:
+    // `recordInitialRecommendation` keeps 5, reason ScaleDownStabilized). Min 2, max 6,
+    // 5 pods at 28% of a 50% target; here the same usage ratio (0.56) as an external
+    // AverageValue metric: 1400 over 5 pods against 500 per pod.
+    #[test]
+    fn kubernetes_scale_down_stabilize_initial_size() {
+        let mut behavior = HpaBehavior::kubernetes_default();
+        behavior.scale_down.stabilization_window = secs(300);
+        let fresh = || single_metric(MetricType::AverageValue, 500.0, behavior.clone(), 2, 6);
+        let mut hpa = fresh();
+        let first = hpa.sync(secs(0), ReplicaCounts::steady(5), &[Ok(1400.0)]);
+        assert_eq!(first.desired, 5, "TestScaleDownStabilizeInitialSize");
+        assert!(matches!(
+            first.stabilization,
+            Stabilization::ScaleDownHeld { highest: 5, .. }
+        ));
+        assert!(
+            first.explanation.starts_with(
+                "hold 5: held by the scale-down window: highest of the last 300 s is 5"
+            ),
+            "{}",
+            first.explanation
+        );
+        // TestScaleDown: with the history already present (here: recorded more than the
+        // window ago), 5 -> 3.
+        let later = hpa.sync(secs(301), ReplicaCounts::steady(5), &[Ok(1400.0)]);
+        assert_eq!(later.desired, 3, "TestScaleDown");
+    }
+
+    // Kubernetes `horizontal_test.go` `TestScaleUpOneMetricInvalid` /
+    // `TestNoScaleDownOneMetricInvalid`: one metric failing does not stop a scale-up
+    // on the others but blocks a scale-down (covered by the docs test above too).
+    #[test]
+    fn kubernetes_one_metric_invalid() {
+        let mut config = HpaConfig::for_scaled_object(&AutoscaleConfig::default());
+        config.behavior = no_stabilization();
+        let mut hpa = Hpa::new(config);
+        let gone = || Err(MetricUnavailable("down".into()));
+        let up = hpa.sync(secs(0), ReplicaCounts::steady(3), &[Ok(5000.0), gone()]);
+        assert_eq!(up.desired, 5, "TestScaleUpOneMetricInvalid");
+        let down = hpa.sync(secs(15), ReplicaCounts::steady(5), &[Ok(1000.0), gone()]);
+        assert_eq!(down.desired, 5, "TestNoScaleDownOneMetricInvalid");
+        assert!(
+            down.explanation.contains("unavailable"),
+            "{}",
+            down.explanation
+        );
+    }
+
+    // Kubernetes `convertDesiredReplicasWithBehaviorRate` reasons: ScaleUpLimit, then
+    // TooManyReplicas at maxReplicas.
+    #[test]
+    fn rate_limit_reasons_follow_kubernetes() {
+        let mut hpa = single_metric(MetricType::AverageValue, 1.0, no_stabilization(), 1, 6);
+        let limited = hpa.sync(secs(0), ReplicaCounts::steady(1), &[Ok(9.0)]);
+        assert_eq!(
+            (limited.desired, limited.limit),
+            (5, Limit::ScaleUpLimit(5))
+        );
+        assert!(
+            limited
+                .explanation
+                .contains("the scale-up policies allow 5 now")
+        );
+        let capped = hpa.sync(secs(15), ReplicaCounts::steady(5), &[Ok(9.0)]);
+        assert_eq!(
+            (capped.desired, capped.limit),
+            (6, Limit::TooManyReplicas(6))
+        );
+        assert_eq!(capped.limit.as_str(), "TooManyReplicas");
+    }
+
     proptest! {
         // Replicas stay within [min, max] and each sync respects the default scale-up
         // policies (max(+100%, +4) per 15 s), whatever the metric does.

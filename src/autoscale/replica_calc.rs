@@ -208,4 +208,107 @@ mod tests {
             3
         );
     }
+
+    /// Kubernetes `pkg/controller/podautoscaler/replica_calculator_test.go`, the external
+    /// metric cases: (test name, current replicas, ready pods, metric milli-value,
+    /// target milli-value, per pod (AverageValue) or not (Value), expected replicas).
+    const UPSTREAM_EXTERNAL: [(&str, u32, u32, i64, i64, bool, u32); 6] = [
+        (
+            "TestReplicaCalcScaleUpCMExternalIgnoresUnreadyPods",
+            3,
+            1,
+            8600,
+            4400,
+            false,
+            2,
+        ),
+        (
+            "TestReplicaCalcScaleUpPerPodCMExternal",
+            3,
+            3,
+            8600,
+            2150,
+            true,
+            4,
+        ),
+        (
+            "TestReplicaCalcScaleDownCMExternal",
+            5,
+            5,
+            8600,
+            14334,
+            false,
+            3,
+        ),
+        (
+            "TestReplicaCalcScaleDownPerPodCMExternal",
+            5,
+            5,
+            8600,
+            2867,
+            true,
+            3,
+        ),
+        (
+            "TestReplicaCalcToleranceCMExternal",
+            3,
+            3,
+            8600,
+            8888,
+            false,
+            3,
+        ),
+        (
+            "TestReplicaCalcTolerancePerPodCMExternal",
+            3,
+            3,
+            8600,
+            2900,
+            true,
+            3,
+        ),
+    ];
+
+    #[test]
+    fn kubernetes_replica_calculator_known_answers() {
+        for version in ["1.26", "1.33"] {
+            let tolerance = Tolerance::new(0.1, version.parse().expect("modelled"));
+            for (name, current, ready, usage, target, per_pod, want) in UPSTREAM_EXTERNAL {
+                let (value, target) = (usage as f64 / 1000.0, target as f64 / 1000.0);
+                let got = if per_pod {
+                    replicas_for_average_value(current, value, target, tolerance)
+                } else {
+                    let counts = ReplicaCounts {
+                        spec: current,
+                        status: current,
+                        ready,
+                    };
+                    replicas_for_value(counts, value, target, tolerance)
+                };
+                assert_eq!(got, want, "{name} on Kubernetes {version}");
+            }
+        }
+    }
+
+    // Kubernetes 1.33 `Tolerances.isWithin` (KEP-4951): `1 - down <= ratio <= 1 + up`,
+    // inclusive; before, `math.Abs(1.0 - usageRatio) > tolerance` scales, and in floating
+    // point |1 - 1.1| is 0.10000000000000009. mdp's queue depth 3100 on one pod (1100
+    // above the 2000 floor, 1000 per pod) is exactly that ratio.
+    #[test]
+    fn a_ratio_of_exactly_1_1_scales_before_1_33_and_holds_since() {
+        let old = Tolerance::new(0.1, "1.32".parse().expect("modelled"));
+        let new = Tolerance::new(0.1, "1.33".parse().expect("modelled"));
+        assert_eq!(replicas_for_average_value(1, 1100.0, 1000.0, old), 2);
+        assert_eq!(replicas_for_average_value(1, 1100.0, 1000.0, new), 1);
+        assert_eq!(replicas_for_average_value(10, 9000.0, 1000.0, new), 10);
+        assert_eq!(replicas_for_average_value(10, 8999.0, 1000.0, new), 9);
+        // Per-direction tolerances (behavior.scaleUp.tolerance / scaleDown.tolerance).
+        let asymmetric = Tolerance {
+            scale_up: 0.0,
+            scale_down: 0.5,
+            inclusive: true,
+        };
+        assert_eq!(replicas_for_average_value(4, 4100.0, 1000.0, asymmetric), 5);
+        assert_eq!(replicas_for_average_value(4, 2100.0, 1000.0, asymmetric), 4);
+    }
 }

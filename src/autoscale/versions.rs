@@ -53,6 +53,8 @@ pub enum VersionError {
     Malformed(String),
     #[error("KEDA {0} is not modelled: supported are 2.{min} to 2.{max}", min = KedaVersion::OLDEST.minor, max = KedaVersion::NEWEST.minor)]
     UnsupportedKeda(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("Kubernetes {0} is not modelled: supported are 1.{min} to 1.{max}", min = KubernetesVersion::OLDEST.minor, max = KubernetesVersion::NEWEST.minor)]
     UnsupportedKubernetes(String),
 }
@@ -91,6 +93,13 @@ impl KedaVersion {
     /// kedacore/keda#6450). Before, the fallback is always the static replica count.
     pub fn has_fallback_behavior(self) -> bool {
         self.minor >= 17
+    }
+
+    /// The ScaledObject CRD carries the HPA's per-direction `tolerance` in
+    /// `advanced.horizontalPodAutoscalerConfig.behavior` (KEDA 2.18, built on the
+    /// Kubernetes 1.33 API).
+    pub fn has_hpa_tolerance(self) -> bool {
+        self.minor >= 18
     }
 
     /// The operator's polling loop runs the triggers through `GetMetricsWithFallback`
