@@ -284,3 +284,244 @@ async fn state_reports_the_reason_and_the_keda_release() {
     );
     service.stop().await;
 }
+
+/// The PromQL functions and aggregation operators of Prometheus 2.40 (its
+/// docs/querying/functions.md and operators.md at v2.40.0). Later additions, refused
+/// here: sort_by_label, sort_by_label_desc, mad_over_time, histogram_avg,
+/// histogram_stddev, histogram_stdvar (2.49-2.50), limitk, limit_ratio,
+/// double_exponential_smoothing, info (3.x).
+const PROMETHEUS_2_40: &[&str] = &[
+    // functions
+    "abs",
+    "absent",
+    "absent_over_time",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "avg_over_time",
+    "ceil",
+    "changes",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "cos",
+    "cosh",
+    "count_over_time",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "deg",
+    "delta",
+    "deriv",
+    "exp",
+    "floor",
+    "histogram_count",
+    "histogram_fraction",
+    "histogram_quantile",
+    "histogram_sum",
+    "holt_winters",
+    "hour",
+    "idelta",
+    "increase",
+    "irate",
+    "label_join",
+    "label_replace",
+    "last_over_time",
+    "ln",
+    "log10",
+    "log2",
+    "max_over_time",
+    "min_over_time",
+    "minute",
+    "month",
+    "pi",
+    "predict_linear",
+    "present_over_time",
+    "quantile_over_time",
+    "rad",
+    "rate",
+    "resets",
+    "round",
+    "scalar",
+    "sgn",
+    "sin",
+    "sinh",
+    "sort",
+    "sort_desc",
+    "sqrt",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "sum_over_time",
+    "tan",
+    "tanh",
+    "time",
+    "timestamp",
+    "vector",
+    "year",
+    // aggregation operators
+    "avg",
+    "bottomk",
+    "count",
+    "count_values",
+    "group",
+    "max",
+    "min",
+    "quantile",
+    "stddev",
+    "stdvar",
+    "sum",
+    "topk",
+    // keywords followed by a parenthesis
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+];
+
+/// Every PromQL expression the export writes: triggers, panels, both rule files.
+fn exported_queries(files: &[ExportedFile]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let scaled = scaled_object(files);
+    for trigger in scaled["spec"]["triggers"].as_array().expect("triggers") {
+        let query = trigger["metadata"]["query"].as_str().expect("query");
+        found.push((format!("trigger {}", trigger["name"]), query.to_owned()));
+    }
+    let dashboard: Value =
+        serde_json::from_str(file(files, export::grafana::DASHBOARD)).expect("dashboard JSON");
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                found.push((format!("panel {}", panel["title"]), expr.to_owned()));
+            }
+        }
+    }
+    for path in [export::alerts::RULES_FILE, export::alerts::PROMETHEUS_RULE] {
+        let doc: Value = serde_yaml_ng::from_str(file(files, path)).expect("rules YAML");
+        let groups = doc["groups"]
+            .as_array()
+            .or_else(|| doc["spec"]["groups"].as_array())
+            .expect("groups");
+        for rule in groups
+            .iter()
+            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        {
+            let expr = rule["expr"].as_str().expect("expr");
+            found.push((format!("{path} {}", rule["alert"]), expr.to_owned()));
+        }
+    }
+    found
+}
+
+/// Identifiers followed by `(`, spaces allowed between (outside quoted label values).
+fn called_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut word = String::new();
+    let mut after_space = false;
+    let mut quoted = false;
+    for c in expr.chars() {
+        if c == '"' {
+            quoted = !quoted;
+            word.clear();
+            continue;
+        }
+        if quoted {
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || c == '_' {
+            if after_space {
+                word.clear();
+                after_space = false;
+            }
+            word.push(c);
+        } else if c.is_whitespace() {
+            after_space = true;
+        } else {
+            if c == '(' && !word.is_empty() {
+                names.push(word.clone());
+            }
+            word.clear();
+            after_space = false;
+        }
+    }
+    names
+}
+
+#[test]
+fn every_exported_expression_uses_only_prometheus_2_40_functions() {
+    assert_eq!(
+        called_names("sum by (a) (rate(x{l=\"f(\"}[5m]))"),
+        ["by", "rate"]
+    );
+    assert_eq!(called_names("sort_by_label(x, \"a\")"), ["sort_by_label"]);
+    let files = exported(&[]);
+    let queries = exported_queries(&files);
+    assert!(queries.len() >= 10, "{queries:?}");
+    for (place, expr) in &queries {
+        for name in called_names(expr) {
+            assert!(
+                PROMETHEUS_2_40.contains(&name.as_str()),
+                "{place}: {name}() is not in Prometheus 2.40: {expr}"
+            );
+        }
+        // Newer syntax: duration expressions (3.x) and the `@` modifier's `start()`
+        // / `end()` are fine since 2.33 but worth knowing; mdp uses neither.
+        assert!(!expr.contains('@'), "{place}: {expr}");
+    }
+}
+
+// Grafana 9.0's dashboard schema is 36; the export writes exactly that.
+#[test]
+fn the_dashboard_imports_into_grafana_9_0() {
+    let files = exported(&[]);
+    let dashboard: Value =
+        serde_json::from_str(file(&files, export::grafana::DASHBOARD)).expect("dashboard JSON");
+    assert_eq!(dashboard["schemaVersion"], 36);
+    // Panel types and options that exist in Grafana 9.0.
+    let known_options = [
+        "legend",
+        "tooltip",
+        "reduceOptions",
+        "orientation",
+        "showThresholdLabels",
+        "showThresholdMarkers",
+        "colorMode",
+        "graphMode",
+        "justifyMode",
+        "textMode",
+        "text",
+    ];
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let kind = panel["type"].as_str().expect("type");
+        assert!(
+            [
+                "timeseries",
+                "gauge",
+                "stat",
+                "row",
+                "table",
+                "text",
+                "bargauge"
+            ]
+            .contains(&kind),
+            "{kind}"
+        );
+        for key in panel["options"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
+            assert!(
+                known_options.contains(&key.as_str()),
+                "{kind}: option {key}"
+            );
+        }
+    }
+}
