@@ -177,7 +177,7 @@ fn table_is_aligned_and_ends_with_the_verdict() {
     );
     let verdict = lines.last().expect("output");
     assert!(
-        verdict.starts_with("verdict: matches SPEC section 8"),
+        verdict.starts_with("verdict: matches the replica matrix"),
         "{verdict}"
     );
 }
@@ -276,7 +276,7 @@ fn a_scenario_file_with_ramps_levels_and_an_outage_runs() {
     assert_eq!(value["scale_down_from"], 30 + 120 + 120 + 147);
     let table = stdout(&["--scenario-file", shown]);
     assert!(
-        table.contains("verdict: no phase to compare with SPEC 8"),
+        table.contains("verdict: no phase to compare with the replica matrix"),
         "{table}"
     );
 }

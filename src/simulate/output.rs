@@ -101,7 +101,7 @@ fn range(range: &Range) -> String {
     }
 }
 
-/// The table: settings, one row per phase with its SPEC 8 row, timings, verdict.
+/// The table: settings, one row per phase with its replica-matrix row, timings, verdict.
 pub fn table(summary: &Summary, wall: Duration) -> String {
     let s = &summary.settings;
     let mut out = String::new();
@@ -139,7 +139,7 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
         "{:<name$} {:>13} {:>6}  {:<5} {:>5}  {:>8} {:>8} {:>5}",
         "phase", "seconds", "depth", "level", "scale", "pods max", "pods end", "ready"
     );
-    out.push_str(if with_spec { "   SPEC 8\n" } else { "\n" });
+    out.push_str(if with_spec { "   matrix\n" } else { "\n" });
     for phase in &summary.phases {
         let _ = write!(
             out,
@@ -191,7 +191,7 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
         let ok = value.is_some_and(|v| (low..=high).contains(&v));
         let _ = write!(
             out,
-            "{name:<11} {:>7}  {meaning:<40} SPEC {low}-{high} s  {}",
+            "{name:<11} {:>7}  {meaning:<40} want {low}-{high} s  {}",
             seconds(value),
             mark(ok)
         );
@@ -212,7 +212,7 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
     if let Some(sweep) = &summary.sweep {
         let _ = writeln!(
             out,
-            "sweep: {} scrape/HPA alignments, {} match SPEC 8",
+            "sweep: {} scrape/HPA alignments, {} match the replica matrix",
             sweep.runs, sweep.spec_matches
         );
     }
@@ -224,11 +224,11 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
 
 fn verdict_line(summary: &Summary) -> String {
     let Some(verdict) = &summary.spec else {
-        return "verdict: no phase to compare with SPEC 8 (name phases idle, moderate, high, overload or recovery)".to_owned();
+        return "verdict: no phase to compare with the replica matrix (name phases idle, moderate, high, overload or recovery)".to_owned();
     };
     let total = verdict.checks.len();
     if verdict.matches {
-        return format!("verdict: matches SPEC section 8 ({total} of {total} checks)");
+        return format!("verdict: matches the replica matrix ({total} of {total} checks)");
     }
     let misses: Vec<String> = verdict
         .checks
@@ -244,7 +244,7 @@ fn verdict_line(summary: &Summary) -> String {
         listed.push_str(&format!("; and {more} more (--format json lists them)"));
     }
     format!(
-        "verdict: DIFFERS from SPEC section 8, {} of {total} checks miss: {listed}",
+        "verdict: DIFFERS from the replica matrix, {} of {total} checks miss: {listed}",
         misses.len()
     )
 }
