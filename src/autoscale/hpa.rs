@@ -230,7 +230,7 @@ impl Hpa {
                 format!("scale up {current} -> {min}: below minReplicas"),
             )
         } else {
-            self.from_metrics(now, counts, values)
+            self.decide_from_metrics(now, counts, values)
         };
         if result.rescale {
             self.store_scale_event(now, current, result.desired);
@@ -239,7 +239,7 @@ impl Hpa {
     }
 
     /// `computeReplicasForMetrics` and `normalizeDesiredReplicasWithBehaviors`.
-    fn from_metrics(
+    fn decide_from_metrics(
         &mut self,
         now: Duration,
         counts: ReplicaCounts,
