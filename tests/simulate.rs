@@ -177,7 +177,7 @@ fn table_is_aligned_and_ends_with_the_verdict() {
     );
     let verdict = lines.last().expect("output");
     assert!(
-        verdict.starts_with("verdict: matches SPEC section 8"),
+        verdict.starts_with("verdict: matches the replica matrix"),
         "{verdict}"
     );
 }
@@ -276,7 +276,7 @@ fn a_scenario_file_with_ramps_levels_and_an_outage_runs() {
     assert_eq!(value["scale_down_from"], 30 + 120 + 120 + 147);
     let table = stdout(&["--scenario-file", shown]);
     assert!(
-        table.contains("verdict: no phase to compare with SPEC 8"),
+        table.contains("verdict: no phase to compare with the replica matrix"),
         "{table}"
     );
 }
@@ -302,4 +302,68 @@ fn a_bad_scenario_file_is_refused_with_one_clear_line() {
             "mdp: invalid --scenario-file {shown}: phase 2 (\"b\"): depth 12000 must be within 0..=10000 (--store-capacity)"
         )
     );
+}
+
+// `--trace`: one row per HPA sync with what KEDA read, the failure count, each
+// trigger's proposal, the max, the stabilized recommendation, the rate limit, the
+// replicas and the reason; `--explain` prints the reason at each change.
+#[test]
+fn trace_explains_every_hpa_sync_in_csv_json_and_explain() {
+    let csv = stdout(&["--scenario", "matrix", "--trace", "--format", "csv"]);
+    let mut lines = csv.lines();
+    let header = lines.next().expect("a header");
+    assert!(header.starts_with("t,replicas_before,queue_depth_read,queue_depth_failures"));
+    assert!(header.ends_with("max_proposal,stabilized,rate_limit,replicas,reason"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 600 / 15, "one row per 15 s sync");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("held by the scale-down window: highest of the last 70 s is 10")),
+        "the recovery is held by the window"
+    );
+    assert!(rows.iter().any(|r| r.contains("scale up 1 -> 4")), "{csv}");
+
+    let value = json(&["--scenario", "matrix", "--trace", "--format", "json"]);
+    let trace = value["trace"].as_array().expect("a trace list");
+    assert_eq!(trace.len(), 40);
+    let first = &trace[0];
+    assert_eq!(first["triggers"][0]["name"], "queue_depth");
+    assert_eq!(first["triggers"][0]["failures"], 0);
+    assert_eq!(first["rate_limit"], "DesiredWithinRange");
+    assert_eq!(value["settings"]["keda_version"], "2.20");
+    assert_eq!(value["settings"]["k8s_version"], "1.33");
+
+    let table = stdout(&["--scenario", "matrix", "--explain"]);
+    assert!(table.contains("why the replica count changed"), "{table}");
+    assert!(
+        table.contains("scale up 4 -> 7: queue_depth asks for 7"),
+        "{table}"
+    );
+}
+
+// A dark Prometheus, traced: the failure count climbs on both KEDA loops since 2.19
+// (two per 15 s), on the HPA's requests only before.
+#[test]
+fn trace_shows_the_fallback_counter_per_keda_release() {
+    let dir = scratch("trace-fallback", "dark.json");
+    std::fs::write(
+        &dir,
+        r#"[{"name": "idle", "duration": "90s", "depth": 500, "prometheus": "down"}]"#,
+    )
+    .expect("scenario written");
+    let path = dir.to_string_lossy().into_owned();
+    for (keda, failures_at_15s) in [("2.18", 2), ("2.20", 4)] {
+        let value = json(&[
+            "--scenario-file",
+            &path,
+            "--trace",
+            "--format",
+            "json",
+            "--keda-version",
+            keda,
+        ]);
+        let second = &value["trace"][1]["triggers"][0];
+        assert_eq!(second["read"], "error", "KEDA {keda}");
+        assert_eq!(second["failures"], failures_at_15s, "KEDA {keda}");
+    }
 }

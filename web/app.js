@@ -290,12 +290,14 @@
       setText($('desired-replicas'), '—');
       setText($('desired-unit'), 'replicas wanted');
       setText(line, 'Not reported by this server version.');
+      setText($('replica-reason'), '—');
       setText($('replica-bounds'), '—');
     } else {
       const want = num(a.desired_replicas);
       setText($('desired-replicas'), fmtInt(want));
       setText($('desired-unit'), want === 1 ? 'replica wanted' : 'replicas wanted');
       renderTriggerLine(line, a);
+      setText($('replica-reason'), a.reason ? 'Why: ' + a.reason + (a.keda_version ? ' (KEDA ' + a.keda_version + ')' : '') : '—');
       setText($('replica-bounds'), fmtInt(a.min_replicas) + ' – ' + fmtInt(a.max_replicas));
       syncRows(
         $('trigger-rows').parentElement,

@@ -1,7 +1,7 @@
 //! Command-line options of the autoscaling configuration, shared by `serve`
 //! (the dashboard's "replicas now"), `simulate` and `export`.
 
-use super::{AutoscaleConfig, Trigger};
+use super::{AutoscaleConfig, Trigger, Versions};
 use crate::cli::duration;
 use clap::Args;
 use std::path::PathBuf;
@@ -47,6 +47,14 @@ pub struct AutoscaleArgs {
     /// once the scrape delay is counted).
     #[arg(long, env = "MDP_SCALE_DOWN_WINDOW", default_value = "70s", value_parser = duration)]
     pub scale_down_window: Duration,
+    /// KEDA release the ScaledObject is written for and the simulation models
+    /// (2.12 to 2.20; default: the newest modelled).
+    #[arg(long, env = "MDP_KEDA_VERSION")]
+    pub keda_version: Option<String>,
+    /// Kubernetes release whose HPA controller the simulation models (1.26 to 1.35;
+    /// default 1.33, the first with today's tolerance rule).
+    #[arg(long = "k8s-version", env = "MDP_K8S_VERSION")]
+    pub k8s_version: Option<String>,
 }
 
 /// Why the autoscaling options were refused.
@@ -61,12 +69,57 @@ pub enum AutoscaleArgsError {
     Parse(serde_json::Error),
     #[error("invalid autoscaling configuration: {0}")]
     Invalid(#[from] super::ConfigError),
+    #[error("invalid --{option}: {source}")]
+    Version {
+        option: &'static str,
+        source: super::versions::VersionError,
+    },
 }
 
 impl AutoscaleArgs {
     /// The validated configuration for a store of `capacity` whose SOFT -> OK
     /// release is at `soft_release` (a fraction of capacity).
     pub fn build(
+        &self,
+        capacity: u64,
+        soft_release: f64,
+    ) -> Result<AutoscaleConfig, AutoscaleArgsError> {
+        let mut config = self.build_config(capacity, soft_release)?;
+        config.versions = self.versions()?;
+        let behavior = &config.behavior;
+        let tolerance_set =
+            behavior.scale_up.tolerance.is_some() || behavior.scale_down.tolerance.is_some();
+        if tolerance_set && !config.versions.keda.has_hpa_tolerance() {
+            return Err(AutoscaleArgsError::Version {
+                option: "keda-version",
+                source: super::versions::VersionError::Unsupported(format!(
+                    "KEDA {} has no behavior tolerance (added in 2.18)",
+                    config.versions.keda
+                )),
+            });
+        }
+        Ok(config)
+    }
+
+    /// `--keda-version` and `--k8s-version`, validated.
+    pub fn versions(&self) -> Result<Versions, AutoscaleArgsError> {
+        let mut versions = Versions::default();
+        if let Some(text) = &self.keda_version {
+            versions.keda = text.parse().map_err(|source| AutoscaleArgsError::Version {
+                option: "keda-version",
+                source,
+            })?;
+        }
+        if let Some(text) = &self.k8s_version {
+            versions.kubernetes = text.parse().map_err(|source| AutoscaleArgsError::Version {
+                option: "k8s-version",
+                source,
+            })?;
+        }
+        Ok(versions)
+    }
+
+    fn build_config(
         &self,
         capacity: u64,
         soft_release: f64,

@@ -81,7 +81,7 @@ impl SelectPolicy {
 }
 
 /// `behavior.scaleUp` or `behavior.scaleDown`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScalingRules {
     /// `stabilizationWindowSeconds`.
@@ -90,10 +90,14 @@ pub struct ScalingRules {
     #[serde(default)]
     pub select_policy: SelectPolicy,
     pub policies: Vec<ScalingPolicy>,
+    /// `tolerance` of this direction (Kubernetes 1.33+, KEP-4951); `None` leaves the
+    /// controller's `--horizontal-pod-autoscaler-tolerance` (0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
 }
 
 /// `advanced.horizontalPodAutoscalerConfig.behavior`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HpaBehavior {
     pub scale_up: ScalingRules,
@@ -113,11 +117,13 @@ impl Default for HpaBehavior {
                 stabilization_window: Duration::ZERO,
                 select_policy: SelectPolicy::Max,
                 policies: vec![ScalingPolicy::percent(100, 15), ScalingPolicy::pods(4, 15)],
+                tolerance: None,
             },
             scale_down: ScalingRules {
                 stabilization_window: Duration::from_secs(70),
                 select_policy: SelectPolicy::Max,
                 policies: vec![ScalingPolicy::percent(100, 15)],
+                tolerance: None,
             },
         }
     }
@@ -132,11 +138,13 @@ impl HpaBehavior {
                 stabilization_window: Duration::ZERO,
                 select_policy: SelectPolicy::Max,
                 policies: vec![ScalingPolicy::percent(100, 15), ScalingPolicy::pods(4, 15)],
+                tolerance: None,
             },
             scale_down: ScalingRules {
                 stabilization_window: Duration::from_secs(300),
                 select_policy: SelectPolicy::Max,
                 policies: vec![ScalingPolicy::percent(100, 15)],
+                tolerance: None,
             },
         }
     }
@@ -156,6 +164,11 @@ fn validate_rules(direction: &'static str, rules: &ScalingRules) -> Result<(), C
             "stabilization_window must be whole seconds in 0s..=1h, got {}",
             humantime::format_duration(window)
         ));
+    }
+    if let Some(tolerance) = rules.tolerance
+        && !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance))
+    {
+        return problem(format!("tolerance must be within [0, 1), got {tolerance}"));
     }
     if rules.policies.is_empty() {
         return problem("at least one policy is required".to_owned());
@@ -302,6 +315,7 @@ mod tests {
             stabilization_window: Duration::ZERO,
             select_policy: SelectPolicy::Max,
             policies: vec![ScalingPolicy::pods(4, 60), ScalingPolicy::percent(10, 60)],
+            tolerance: None,
         };
         assert_eq!(scale_down_limit(80, &[], &[], &rules, at(0)), 72);
         assert_eq!(scale_down_limit(72, &[], &[], &rules, at(61)), 64);
@@ -322,6 +336,7 @@ mod tests {
             stabilization_window: Duration::ZERO,
             select_policy: SelectPolicy::Min,
             policies: vec![ScalingPolicy::pods(5, 60), ScalingPolicy::percent(10, 60)],
+            tolerance: None,
         };
         assert_eq!(scale_down_limit(100, &[], &[], &rules, at(0)), 95);
         assert_eq!(scale_up_limit(100, &[], &[], &rules, at(0)), 105);

@@ -2,10 +2,11 @@
 //! to show what the exported configuration would do to the Deployment.
 
 use super::hpa::{Hpa, HpaConfig, SyncResult};
-use super::keda::{PromResponse, ScaledObject, TriggerReport};
+use super::keda::{PromResponse, ScaledObject, ScalerError, TriggerReport};
 use super::pods::Pods;
 use super::{AutoscaleConfig, ConfigError};
 use crate::level::Level;
+use serde::Serialize;
 use std::time::Duration;
 
 /// One step of the cluster model.
@@ -22,6 +23,74 @@ pub struct Tick {
     pub triggers: Vec<TriggerReport>,
     /// A replica count the KEDA operator set itself (0 <-> 1, minReplicaCount).
     pub operator: Option<u32>,
+}
+
+/// One trigger in one HPA sync, as the trace shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TriggerTrace {
+    pub name: &'static str,
+    /// The value KEDA read: a number, `none` (empty result) or `error`.
+    pub read: String,
+    /// `status.health[...].numberOfFailures` after this read.
+    pub failures: u32,
+    /// The fallback metric served instead, while the fallback is engaged.
+    pub fallback: Option<f64>,
+    /// The replica count the HPA derived from this trigger (`None`: unavailable).
+    pub proposal: Option<u32>,
+}
+
+/// One HPA sync, everything that decided it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncTrace {
+    pub t: f64,
+    /// `spec.replicas` before the sync.
+    pub replicas_before: u32,
+    pub triggers: Vec<TriggerTrace>,
+    /// The largest proposal (`computeReplicasForMetrics`).
+    pub max_proposal: Option<u32>,
+    /// After the stabilization windows.
+    pub stabilized: Option<u32>,
+    /// The `ScalingLimited` reason of the rate limit and min/max.
+    pub rate_limit: &'static str,
+    pub replicas: u32,
+    pub reason: String,
+}
+
+fn read_text(report: &TriggerReport) -> String {
+    match report.scaler {
+        Ok(value) => format!("{}", report.quantity.unwrap_or(value)),
+        Err(ScalerError::EmptyResult) => "none".to_owned(),
+        Err(_) => "error".to_owned(),
+    }
+}
+
+impl Tick {
+    /// The trace row of this step's HPA sync, if one ran.
+    pub fn trace(&self, replicas_before: u32) -> Option<SyncTrace> {
+        let sync = self.hpa.as_ref()?;
+        let triggers = self
+            .triggers
+            .iter()
+            .enumerate()
+            .map(|(index, report)| TriggerTrace {
+                name: report.name,
+                read: read_text(report),
+                failures: report.consecutive_failures,
+                fallback: report.fallback_value,
+                proposal: sync.per_metric.get(index).copied().flatten(),
+            })
+            .collect();
+        Some(SyncTrace {
+            t: self.now.as_secs_f64(),
+            replicas_before,
+            triggers,
+            max_proposal: sync.metric_desired,
+            stabilized: sync.stabilized,
+            rate_limit: sync.limit.as_str(),
+            replicas: sync.desired,
+            reason: sync.explanation.clone(),
+        })
+    }
 }
 
 /// KEDA + HPA + Deployment for one ScaledObject.
@@ -168,25 +237,29 @@ mod tests {
     }
 
     // KEDA docs, ScaledObject spec "fallback" with behavior currentReplicasIfHigher: with
-    // Prometheus gone, the fourth failed sync (failureThreshold 3) serves the fallback
-    // metric, and the HPA goes to max(current, 6).
+    // Prometheus gone, the HPA goes to max(current, 6) once the failures pass
+    // failureThreshold 3. Before KEDA 2.19 only the HPA's requests count (the fourth
+    // failing sync, t=60); since, the operator's poll counts as well (t=30).
     #[test]
     fn prometheus_outage_falls_back_to_six_or_keeps_more() {
-        for (start, want) in [(2, 6), (8, 8)] {
-            let mut cluster =
-                Cluster::new(&AutoscaleConfig::default(), start, DEFAULT_STARTUP_DELAY)
+        for (keda, engaged) in [("2.18", 60), ("2.20", 30)] {
+            for (start, want) in [(2, 6), (8, 8)] {
+                let mut config = AutoscaleConfig::default();
+                config.versions.keda = keda.parse().expect("modelled");
+                let mut cluster = Cluster::new(&config, start, DEFAULT_STARTUP_DELAY)
                     .expect("the default configuration is valid");
-            let depth = 2000.0 + 1000.0 * f64::from(start);
-            let calm = cluster.responses_for(depth, Level::Soft);
-            let down = [PromResponse::Unreachable, PromResponse::Unreachable];
-            assert_eq!(cluster.step(secs(0), &calm).replicas, start);
-            for t in [15, 30, 45] {
-                let tick = cluster.step(secs(t), &down);
-                assert_eq!(tick.replicas, start, "t={t}: held while failures <= 3");
+                let depth = 2000.0 + 1000.0 * f64::from(start);
+                let calm = cluster.responses_for(depth, Level::Soft);
+                let down = [PromResponse::Unreachable, PromResponse::Unreachable];
+                assert_eq!(cluster.step(secs(0), &calm).replicas, start);
+                for t in (15..engaged).step_by(15) {
+                    let tick = cluster.step(secs(t), &down);
+                    assert_eq!(tick.replicas, start, "KEDA {keda} t={t}: held");
+                }
+                let tick = cluster.step(secs(engaged), &down);
+                assert_eq!(tick.replicas, want, "KEDA {keda}");
+                assert!(tick.triggers.iter().all(|t| t.fallback_value.is_some()));
             }
-            let tick = cluster.step(secs(60), &down);
-            assert_eq!(tick.replicas, want);
-            assert!(tick.triggers.iter().all(|t| t.fallback_value.is_some()));
         }
     }
 

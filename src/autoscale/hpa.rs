@@ -5,7 +5,7 @@
 
 use super::behavior::{self, ScaleEvent};
 pub use super::replica_calc::{
-    ReplicaCounts, replicas_for_average_value, replicas_for_metric, replicas_for_value,
+    ReplicaCounts, Tolerance, replicas_for_average_value, replicas_for_metric, replicas_for_value,
 };
 use super::{AutoscaleConfig, HpaBehavior, MetricType};
 use std::time::Duration;
@@ -20,7 +20,7 @@ pub const DEFAULT_TOLERANCE: f64 = 0.1;
 pub struct MetricSpec {
     pub name: String,
     pub metric_type: MetricType,
-    /// `target.averageValue` or `target.value`.
+    /// `target.averageValue` or `target.value`, as the quantity KEDA wrote.
     pub target: f64,
 }
 
@@ -36,20 +36,31 @@ pub struct HpaConfig {
     pub min_replicas: u32,
     pub max_replicas: u32,
     pub behavior: HpaBehavior,
-    pub tolerance: f64,
+    pub tolerance: Tolerance,
     pub sync_period: Duration,
     pub metrics: Vec<MetricSpec>,
 }
 
 impl HpaConfig {
     /// The HPA KEDA derives from `config`, with the controller's default sync period
-    /// and tolerance.
+    /// and tolerance, compared as `config.versions.kubernetes` does; per-direction
+    /// tolerances of `behavior` apply where that release honours them.
     pub fn for_scaled_object(config: &AutoscaleConfig) -> Self {
+        let versions = config.versions;
+        let mut tolerance = Tolerance::new(DEFAULT_TOLERANCE, versions.kubernetes);
+        if versions.kubernetes.configurable_tolerance() {
+            if let Some(up) = config.behavior.scale_up.tolerance {
+                tolerance.scale_up = up;
+            }
+            if let Some(down) = config.behavior.scale_down.tolerance {
+                tolerance.scale_down = down;
+            }
+        }
         HpaConfig {
             min_replicas: config.hpa_min_replicas(),
             max_replicas: config.max_replicas,
             behavior: config.behavior.clone(),
-            tolerance: DEFAULT_TOLERANCE,
+            tolerance,
             sync_period: DEFAULT_SYNC_PERIOD,
             metrics: config
                 .triggers
@@ -57,7 +68,7 @@ impl HpaConfig {
                 .map(|trigger| MetricSpec {
                     name: trigger.name().to_owned(),
                     metric_type: trigger.metric_type(),
-                    target: trigger.threshold(),
+                    target: versions.keda.quantity(trigger.threshold()),
                 })
                 .collect(),
         }
@@ -79,6 +90,45 @@ pub enum SyncReason {
     MetricsUnavailable,
 }
 
+/// What `stabilizeRecommendationWithBehaviors` did to the largest proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stabilization {
+    /// The proposal went through unchanged.
+    None,
+    /// `ScaleUpStabilized`: the lowest recommendation of the scale-up window.
+    ScaleUpHeld { window: Duration, lowest: u32 },
+    /// `ScaleDownStabilized`: the highest recommendation of the scale-down window.
+    ScaleDownHeld { window: Duration, highest: u32 },
+}
+
+/// The `ScalingLimited` condition `convertDesiredReplicasWithBehaviorRate` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `DesiredWithinRange`.
+    WithinRange,
+    /// `ScaleUpLimit`: the scale-up policies allow at most this many now.
+    ScaleUpLimit(u32),
+    /// `ScaleDownLimit`: the scale-down policies allow at least this many now.
+    ScaleDownLimit(u32),
+    /// `TooManyReplicas`: capped at maxReplicas.
+    TooManyReplicas(u32),
+    /// `TooFewReplicas`: raised to minReplicas.
+    TooFewReplicas(u32),
+}
+
+impl Limit {
+    /// The condition's reason, as Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::WithinRange => "DesiredWithinRange",
+            Limit::ScaleUpLimit(_) => "ScaleUpLimit",
+            Limit::ScaleDownLimit(_) => "ScaleDownLimit",
+            Limit::TooManyReplicas(_) => "TooManyReplicas",
+            Limit::TooFewReplicas(_) => "TooFewReplicas",
+        }
+    }
+}
+
 /// The outcome of one HPA sync.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncResult {
@@ -90,6 +140,12 @@ pub struct SyncResult {
     pub metric_desired: Option<u32>,
     /// Each metric's proposal; `None` where the metric was unavailable.
     pub per_metric: Vec<Option<u32>>,
+    /// The recommendation after the stabilization windows.
+    pub stabilized: Option<u32>,
+    pub stabilization: Stabilization,
+    pub limit: Limit,
+    /// Why, in words ("hold 7: held by the scale-down window: highest of the last 70 s is 7").
+    pub explanation: String,
 }
 
 /// The HPA controller's state for one HPA: recommendations and scale events.
@@ -97,6 +153,8 @@ pub struct SyncResult {
 pub struct Hpa {
     config: HpaConfig,
     recommendations: Vec<(Duration, u32)>,
+    /// Whether `recordInitialRecommendation` has run.
+    initialized: bool,
     scale_up_events: Vec<ScaleEvent>,
     scale_down_events: Vec<ScaleEvent>,
     last_sync: Option<Duration>,
@@ -107,6 +165,7 @@ impl Hpa {
         Hpa {
             config,
             recommendations: Vec::new(),
+            initialized: false,
             scale_up_events: Vec::new(),
             scale_down_events: Vec::new(),
             last_sync: None,
@@ -123,8 +182,8 @@ impl Hpa {
             .is_none_or(|last| now >= last + self.config.sync_period)
     }
 
-    /// One reconcile at `now`. `values[i]` answers `config.metrics[i]`; a missing entry
-    /// counts as unavailable.
+    /// One reconcile at `now` (kube's `reconcileAutoscaler`). `values[i]` answers
+    /// `config.metrics[i]`; a missing entry counts as unavailable.
     pub fn sync(
         &mut self,
         now: Duration,
@@ -133,38 +192,111 @@ impl Hpa {
     ) -> SyncResult {
         self.last_sync = Some(now);
         let current = counts.spec;
-        let (min, max) = (self.config.min_replicas, self.config.max_replicas);
-        let held = |reason, metric_desired, per_metric| SyncResult {
-            desired: current,
-            rescale: false,
-            reason,
-            metric_desired,
-            per_metric,
-        };
-        let (desired, reason, metric_desired, per_metric) = if current == 0 && min != 0 {
-            return held(SyncReason::ScalingDisabled, None, Vec::new());
-        } else if current > max {
-            (max, SyncReason::AboveMax, None, Vec::new())
-        } else if current < min {
-            (min, SyncReason::BelowMin, None, Vec::new())
-        } else {
-            let per_metric = self.per_metric(counts, values);
-            let Some(proposal) = self.combine(&per_metric, current) else {
-                return held(SyncReason::MetricsUnavailable, None, per_metric);
-            };
-            let desired = self.normalize(now, current, proposal);
-            (desired, SyncReason::Metrics, Some(proposal), per_metric)
-        };
-        let rescale = desired != current;
-        if rescale {
-            self.store_scale_event(now, current, desired);
+        // `recordInitialRecommendation`: the first sync remembers the count it found,
+        // so the scale-down window holds the starting size until it has passed.
+        if !self.initialized {
+            self.initialized = true;
+            self.recommendations.push((now, current));
         }
+        let (min, max) = (self.config.min_replicas, self.config.max_replicas);
+        let plain = |desired, reason, explanation: String| SyncResult {
+            desired,
+            rescale: desired != current,
+            reason,
+            metric_desired: None,
+            per_metric: Vec::new(),
+            stabilized: None,
+            stabilization: Stabilization::None,
+            limit: Limit::WithinRange,
+            explanation,
+        };
+        if current == 0 && min != 0 {
+            return plain(
+                0,
+                SyncReason::ScalingDisabled,
+                "hold 0: scaling is disabled at 0 replicas (KEDA's operator owns 0 <-> 1)".into(),
+            );
+        }
+        let result = if current > max {
+            plain(
+                max,
+                SyncReason::AboveMax,
+                format!("scale down {current} -> {max}: above maxReplicas"),
+            )
+        } else if current < min {
+            plain(
+                min,
+                SyncReason::BelowMin,
+                format!("scale up {current} -> {min}: below minReplicas"),
+            )
+        } else {
+            self.decide_from_metrics(now, counts, values)
+        };
+        if result.rescale {
+            self.store_scale_event(now, current, result.desired);
+        }
+        result
+    }
+
+    /// `computeReplicasForMetrics` and `normalizeDesiredReplicasWithBehaviors`.
+    fn decide_from_metrics(
+        &mut self,
+        now: Duration,
+        counts: ReplicaCounts,
+        values: &[Result<f64, MetricUnavailable>],
+    ) -> SyncResult {
+        let current = counts.spec;
+        let per_metric = self.per_metric(counts, values);
+        let Some((proposal, decider)) = self.combine(&per_metric, current) else {
+            let failed: Vec<&str> = self
+                .config
+                .metrics
+                .iter()
+                .zip(&per_metric)
+                .filter(|(_, p)| p.is_none())
+                .map(|(m, _)| m.name.as_str())
+                .collect();
+            let explanation = if failed.len() >= per_metric.len() {
+                format!(
+                    "hold {current}: no metric available ({})",
+                    failed.join(", ")
+                )
+            } else {
+                format!(
+                    "hold {current}: {} unavailable and the others would scale down",
+                    failed.join(", ")
+                )
+            };
+            return SyncResult {
+                desired: current,
+                rescale: false,
+                reason: SyncReason::MetricsUnavailable,
+                metric_desired: None,
+                per_metric,
+                stabilized: None,
+                stabilization: Stabilization::None,
+                limit: Limit::WithinRange,
+                explanation,
+            };
+        };
+        let (stabilized, stabilization) = self.stabilize(now, current, proposal);
+        let (desired, limit) = self.rate_limit(now, current, stabilized);
+        let name = self
+            .config
+            .metrics
+            .get(decider)
+            .map_or("a metric", |m| m.name.as_str());
+        let explanation = explain(current, desired, proposal, name, stabilization, limit);
         SyncResult {
             desired,
-            rescale,
-            reason,
-            metric_desired,
+            rescale: desired != current,
+            reason: SyncReason::Metrics,
+            metric_desired: Some(proposal),
             per_metric,
+            stabilized: Some(stabilized),
+            stabilization,
+            limit,
+            explanation,
         }
     }
 
@@ -190,30 +322,32 @@ impl Hpa {
             .collect()
     }
 
-    /// kube's `computeReplicasForMetrics`: the largest proposal, unless every metric
-    /// failed, or some failed and the others would scale down (then nothing happens:
-    /// the HPA can still scale up on the metrics it has, never down).
-    fn combine(&self, per_metric: &[Option<u32>], current: u32) -> Option<u32> {
+    /// kube's `computeReplicasForMetrics`: the largest proposal (the first on a tie)
+    /// and its index, unless every metric failed, or some failed and the others would
+    /// scale down (then nothing happens: the HPA can still scale up on the metrics it
+    /// has, never down).
+    fn combine(&self, per_metric: &[Option<u32>], current: u32) -> Option<(u32, usize)> {
         let invalid = per_metric.iter().filter(|p| p.is_none()).count();
-        let replicas = per_metric.iter().flatten().copied().max().unwrap_or(0);
+        let mut best: Option<(u32, usize)> = None;
+        for (index, proposal) in per_metric.iter().enumerate() {
+            if let Some(p) = *proposal
+                && best.is_none_or(|(b, _)| p > b)
+            {
+                best = Some((p, index));
+            }
+        }
+        let replicas = best.map_or(0, |(b, _)| b);
         if invalid >= per_metric.len() || (invalid > 0 && replicas < current) {
             None
         } else {
-            Some(replicas)
+            Some(best.unwrap_or((0, 0)))
         }
-    }
-
-    /// kube's `normalizeDesiredReplicasWithBehaviors`: stabilize, then rate-limit and
-    /// clamp to [min, max].
-    fn normalize(&mut self, now: Duration, current: u32, desired: u32) -> u32 {
-        let stabilized = self.stabilize(now, current, desired);
-        self.rate_limit(now, current, stabilized)
     }
 
     /// kube's `stabilizeRecommendationWithBehaviors`: scale up no further than the
     /// lowest recommendation inside the scale-up window, down no further than the
     /// highest inside the scale-down window. Records the raw recommendation.
-    fn stabilize(&mut self, now: Duration, current: u32, desired: u32) -> u32 {
+    fn stabilize(&mut self, now: Duration, current: u32, desired: u32) -> (u32, Stabilization) {
         let up_window = self.config.behavior.scale_up.stabilization_window;
         let down_window = self.config.behavior.scale_down.stabilization_window;
         let (mut up, mut down) = (desired, desired);
@@ -231,27 +365,53 @@ impl Hpa {
                 || behavior::within_window(at, now, down_window)
         });
         self.recommendations.push((now, desired));
-        current.max(up).min(down)
+        let stabilized = current.max(up).min(down);
+        let how = if stabilized > desired {
+            Stabilization::ScaleDownHeld {
+                window: down_window,
+                highest: down,
+            }
+        } else if stabilized < desired {
+            Stabilization::ScaleUpHeld {
+                window: up_window,
+                lowest: up,
+            }
+        } else {
+            Stabilization::None
+        };
+        (stabilized, how)
     }
 
     /// kube's `convertDesiredReplicasWithBehaviorRate`.
-    fn rate_limit(&self, now: Duration, current: u32, desired: u32) -> u32 {
+    fn rate_limit(&self, now: Duration, current: u32, desired: u32) -> (u32, Limit) {
         let behavior = &self.config.behavior;
         let (up, down) = (&self.scale_up_events, &self.scale_down_events);
         let current_i = i64::from(current);
+        let (min, max) = (self.config.min_replicas, self.config.max_replicas);
         if desired > current {
             let limit =
                 behavior::scale_up_limit(current, up, down, &behavior.scale_up, now).max(current_i);
-            let allowed = i64::from(self.config.max_replicas).min(limit);
-            to_u32(i64::from(desired).min(allowed))
+            let (allowed, why) = if i64::from(max) > limit {
+                (to_u32(limit), Limit::ScaleUpLimit(to_u32(limit)))
+            } else {
+                (max, Limit::TooManyReplicas(max))
+            };
+            if desired > allowed {
+                return (allowed, why);
+            }
         } else if desired < current {
             let limit = behavior::scale_down_limit(current, up, down, &behavior.scale_down, now)
                 .min(current_i);
-            let allowed = i64::from(self.config.min_replicas).max(limit);
-            to_u32(i64::from(desired).max(allowed))
-        } else {
-            desired
+            let (allowed, why) = if i64::from(min) < limit {
+                (to_u32(limit), Limit::ScaleDownLimit(to_u32(limit)))
+            } else {
+                (min, Limit::TooFewReplicas(min))
+            };
+            if desired < allowed {
+                return (allowed, why);
+            }
         }
+        (desired, Limit::WithinRange)
     }
 
     /// kube's `storeScaleEvent`, forgetting events older than the longest period.
@@ -280,6 +440,42 @@ impl Hpa {
     }
 }
 
+/// A metrics-driven sync in words: what happened, and what decided it.
+fn explain(
+    current: u32,
+    desired: u32,
+    proposal: u32,
+    name: &str,
+    stabilization: Stabilization,
+    limit: Limit,
+) -> String {
+    let action = match desired.cmp(&current) {
+        std::cmp::Ordering::Greater => format!("scale up {current} -> {desired}"),
+        std::cmp::Ordering::Less => format!("scale down {current} -> {desired}"),
+        std::cmp::Ordering::Equal => format!("hold {current}"),
+    };
+    let asks = format!("{name} asks for {proposal}");
+    let cause = match stabilization {
+        Stabilization::ScaleDownHeld { window, highest } => format!(
+            "held by the scale-down window: highest of the last {} s is {highest} ({asks})",
+            window.as_secs()
+        ),
+        Stabilization::ScaleUpHeld { window, lowest } => format!(
+            "held by the scale-up window: lowest of the last {} s is {lowest} ({asks})",
+            window.as_secs()
+        ),
+        Stabilization::None => asks,
+    };
+    let limited = match limit {
+        Limit::WithinRange => String::new(),
+        Limit::ScaleUpLimit(n) => format!("; the scale-up policies allow {n} now"),
+        Limit::ScaleDownLimit(n) => format!("; the scale-down policies allow {n} now"),
+        Limit::TooManyReplicas(n) => format!("; capped at maxReplicas {n}"),
+        Limit::TooFewReplicas(n) => format!("; raised to minReplicas {n}"),
+    };
+    format!("{action}: {cause}{limited}")
+}
+
 fn to_u32(value: i64) -> u32 {
     u32::try_from(value.max(0)).unwrap_or(u32::MAX)
 }
@@ -287,6 +483,7 @@ fn to_u32(value: i64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autoscale::versions::KubernetesVersion;
     use crate::autoscale::{ScalingPolicy, ScalingRules, SelectPolicy};
     use proptest::prelude::*;
 
@@ -305,7 +502,7 @@ mod tests {
             min_replicas: min,
             max_replicas: max,
             behavior,
-            tolerance: DEFAULT_TOLERANCE,
+            tolerance: Tolerance::new(DEFAULT_TOLERANCE, KubernetesVersion::DEFAULT),
             sync_period: DEFAULT_SYNC_PERIOD,
             metrics: vec![MetricSpec {
                 name: "m".into(),
@@ -423,6 +620,7 @@ mod tests {
             stabilization_window: Duration::ZERO,
             select_policy: SelectPolicy::Disabled,
             policies: vec![ScalingPolicy::percent(100, 15)],
+            tolerance: None,
         };
         let mut hpa = single_metric(MetricType::AverageValue, 1.0, behavior, 1, 10);
         assert_eq!(
@@ -466,6 +664,79 @@ mod tests {
             (0, SyncReason::ScalingDisabled)
         );
         assert!(!hpa.is_due(secs(44)) && hpa.is_due(secs(45)));
+    }
+
+    // Kubernetes `horizontal_test.go`: `TestScaleDown` (recommendations already
+    // recorded: 5 -> 3) against `TestScaleDownStabilizeInitialSize` (none recorded yet:
+    // `recordInitialRecommendation` keeps 5, reason ScaleDownStabilized). Min 2, max 6,
+    // 5 pods at 28% of a 50% target; here the same usage ratio (0.56) as an external
+    // AverageValue metric: 1400 over 5 pods against 500 per pod.
+    #[test]
+    fn kubernetes_scale_down_stabilize_initial_size() {
+        let mut behavior = HpaBehavior::kubernetes_default();
+        behavior.scale_down.stabilization_window = secs(300);
+        let fresh = || single_metric(MetricType::AverageValue, 500.0, behavior.clone(), 2, 6);
+        let mut hpa = fresh();
+        let first = hpa.sync(secs(0), ReplicaCounts::steady(5), &[Ok(1400.0)]);
+        assert_eq!(first.desired, 5, "TestScaleDownStabilizeInitialSize");
+        assert!(matches!(
+            first.stabilization,
+            Stabilization::ScaleDownHeld { highest: 5, .. }
+        ));
+        assert!(
+            first.explanation.starts_with(
+                "hold 5: held by the scale-down window: highest of the last 300 s is 5"
+            ),
+            "{}",
+            first.explanation
+        );
+        // TestScaleDown: with the history already present (here: recorded more than the
+        // window ago), 5 -> 3.
+        let later = hpa.sync(secs(301), ReplicaCounts::steady(5), &[Ok(1400.0)]);
+        assert_eq!(later.desired, 3, "TestScaleDown");
+    }
+
+    // Kubernetes `horizontal_test.go` `TestScaleUpOneMetricInvalid` /
+    // `TestNoScaleDownOneMetricInvalid`: one metric failing does not stop a scale-up
+    // on the others but blocks a scale-down (covered by the docs test above too).
+    #[test]
+    fn kubernetes_one_metric_invalid() {
+        let mut config = HpaConfig::for_scaled_object(&AutoscaleConfig::default());
+        config.behavior = no_stabilization();
+        let mut hpa = Hpa::new(config);
+        let gone = || Err(MetricUnavailable("down".into()));
+        let up = hpa.sync(secs(0), ReplicaCounts::steady(3), &[Ok(5000.0), gone()]);
+        assert_eq!(up.desired, 5, "TestScaleUpOneMetricInvalid");
+        let down = hpa.sync(secs(15), ReplicaCounts::steady(5), &[Ok(1000.0), gone()]);
+        assert_eq!(down.desired, 5, "TestNoScaleDownOneMetricInvalid");
+        assert!(
+            down.explanation.contains("unavailable"),
+            "{}",
+            down.explanation
+        );
+    }
+
+    // Kubernetes `convertDesiredReplicasWithBehaviorRate` reasons: ScaleUpLimit, then
+    // TooManyReplicas at maxReplicas.
+    #[test]
+    fn rate_limit_reasons_follow_kubernetes() {
+        let mut hpa = single_metric(MetricType::AverageValue, 1.0, no_stabilization(), 1, 6);
+        let limited = hpa.sync(secs(0), ReplicaCounts::steady(1), &[Ok(9.0)]);
+        assert_eq!(
+            (limited.desired, limited.limit),
+            (5, Limit::ScaleUpLimit(5))
+        );
+        assert!(
+            limited
+                .explanation
+                .contains("the scale-up policies allow 5 now")
+        );
+        let capped = hpa.sync(secs(15), ReplicaCounts::steady(5), &[Ok(9.0)]);
+        assert_eq!(
+            (capped.desired, capped.limit),
+            (6, Limit::TooManyReplicas(6))
+        );
+        assert_eq!(capped.limit.as_str(), "TooManyReplicas");
     }
 
     proptest! {

@@ -16,6 +16,7 @@ pub mod pods;
 mod replica_calc;
 mod trigger;
 mod validate;
+pub mod versions;
 
 pub use args::{AutoscaleArgs, AutoscaleArgsError};
 pub use behavior::{HpaBehavior, PolicyType, ScalingPolicy, ScalingRules, SelectPolicy};
@@ -23,6 +24,7 @@ pub use trigger::{
     BACKPRESSURE_METRIC, MetricType, QUEUE_DEPTH_METRIC, QUEUE_DEPTH_SOURCE, Trigger,
 };
 pub use validate::ConfigError;
+pub use versions::{KedaVersion, KubernetesVersion, Versions};
 
 use crate::level::Level;
 use serde::{Deserialize, Serialize};
@@ -115,6 +117,10 @@ pub struct AutoscaleConfig {
     pub ignore_null_values: bool,
     /// `advanced.horizontalPodAutoscalerConfig.behavior`.
     pub behavior: HpaBehavior,
+    /// The KEDA and Kubernetes releases modelled and exported for (`--keda-version`,
+    /// `--k8s-version`); not part of the configuration file.
+    #[serde(skip)]
+    pub versions: Versions,
 }
 
 impl Default for AutoscaleConfig {
@@ -129,6 +135,7 @@ impl Default for AutoscaleConfig {
             fallback: Some(Fallback::default()),
             ignore_null_values: false,
             behavior: HpaBehavior::default(),
+            versions: Versions::default(),
         }
     }
 }
@@ -152,6 +159,8 @@ pub struct Recommendation {
     /// The trigger that decided, or [`DECIDED_BY_MIN`] / [`DECIDED_BY_MAX`] / [`DECIDED_BY_IDLE`].
     pub trigger: &'static str,
     pub per_trigger: Vec<TriggerReading>,
+    /// Why, in words ("4: queue_depth asks for 4").
+    pub reason: String,
 }
 
 impl AutoscaleConfig {
@@ -162,9 +171,10 @@ impl AutoscaleConfig {
 
     /// The replica count the exported KEDA configuration would ask for right now, for a
     /// queue `depth` and backpressure `level` seen by Prometheus, with `current_replicas`
-    /// running: each trigger through the HPA's replica calculation (with its 10%
-    /// tolerance), the largest wins, clamped to [minReplicas, maxReplicas]. Stabilization
-    /// windows and rate policies need history: [`cluster::Cluster`] applies those.
+    /// running: each trigger's value as KEDA hands it over (its milli-quantity), through
+    /// the HPA's replica calculation with its tolerance, the largest wins, clamped to
+    /// [minReplicas, maxReplicas]. Stabilization windows and rate policies need history:
+    /// [`cluster::Cluster`] applies those.
     pub fn desired_replicas_now(
         &self,
         depth: f64,
@@ -172,20 +182,22 @@ impl AutoscaleConfig {
         current_replicas: u32,
     ) -> Recommendation {
         let counts = hpa::ReplicaCounts::steady(current_replicas);
+        let hpa = hpa::HpaConfig::for_scaled_object(self);
         let per_trigger: Vec<TriggerReading> = self
             .triggers
             .iter()
-            .map(|trigger| {
+            .zip(&hpa.metrics)
+            .map(|(trigger, metric)| {
                 let value = trigger.local_value(depth, level);
                 TriggerReading {
                     name: trigger.name(),
                     value,
                     desired: hpa::replicas_for_metric(
                         trigger.metric_type(),
-                        value,
-                        trigger.threshold(),
+                        self.versions.keda.quantity(value),
+                        metric.target,
                         counts,
-                        hpa::DEFAULT_TOLERANCE,
+                        hpa.tolerance,
                     ),
                     active: keda::is_active(value, trigger.activation_threshold()),
                 }
@@ -199,20 +211,47 @@ impl AutoscaleConfig {
             }
         }
         let proposed = best.map_or(0, |b| b.desired);
-        let (replicas, trigger) = if self.min_replicas == 0 && !per_trigger.iter().any(|r| r.active)
+        let name = best.map_or("no trigger", |b| b.name);
+        let (replicas, trigger, reason) = if self.min_replicas == 0
+            && !per_trigger.iter().any(|r| r.active)
         {
-            (0, DECIDED_BY_IDLE)
+            (
+                0,
+                DECIDED_BY_IDLE,
+                "0: no trigger is active and minReplicaCount is 0 (KEDA scales to zero after cooldownPeriod)".to_owned(),
+            )
         } else if proposed < self.hpa_min_replicas() {
-            (self.hpa_min_replicas(), DECIDED_BY_MIN)
+            let min = self.hpa_min_replicas();
+            (
+                min,
+                DECIDED_BY_MIN,
+                format!("{min}: {name} asks for {proposed}; raised to minReplicaCount {min}"),
+            )
         } else if proposed > self.max_replicas {
-            (self.max_replicas, DECIDED_BY_MAX)
+            let max = self.max_replicas;
+            (
+                max,
+                DECIDED_BY_MAX,
+                format!("{max}: {name} asks for {proposed}; capped at maxReplicaCount {max}"),
+            )
         } else {
-            (proposed, best.map_or(DECIDED_BY_MIN, |b| b.name))
+            let within = proposed == current_replicas && current_replicas > 0;
+            let note = if within {
+                " (within the HPA's tolerance of the current count)"
+            } else {
+                ""
+            };
+            (
+                proposed,
+                best.map_or(DECIDED_BY_MIN, |b| b.name),
+                format!("{proposed}: {name} asks for {proposed}{note}"),
+            )
         };
         Recommendation {
             replicas,
             trigger,
             per_trigger,
+            reason,
         }
     }
 }

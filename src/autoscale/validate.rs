@@ -32,7 +32,7 @@ pub enum ConfigError {
     },
     #[error(
         "autoscale: trigger {trigger}: threshold {threshold} must be a whole number when a \
-         fallback is configured (KEDA truncates the target to an integer for the fallback metric)"
+         fallback is configured (KEDA 2.14-2.17 truncate the target to an integer for the fallback metric)"
     )]
     FallbackThreshold {
         trigger: &'static str,

@@ -62,6 +62,9 @@ pub fn files(
         .into_iter()
         .map(|(path, doc)| yaml_file(path, &doc))
         .collect();
+    for file in files.iter_mut().filter(|f| f.path == SCALED_OBJECT) {
+        file.contents = with_keda_note(&file.contents, &config.autoscale);
+    }
     files.push(yaml_file(KUSTOMIZATION, &kustomization(&resources)));
     files
 }
@@ -447,14 +450,35 @@ fn scaling_rules(rules: &ScalingRules) -> Doc {
             }
         })
         .collect();
-    obj! {
+    let mut doc = obj! {
         "stabilizationWindowSeconds": seconds(rules.stabilization_window),
         "selectPolicy": rules.select_policy.as_str(),
         "policies": policies,
+    };
+    if let Some(tolerance) = rules.tolerance {
+        // Kubernetes 1.33+ (KEP-4951); only written when set.
+        doc.push("tolerance", format!("{tolerance}"));
+    }
+    doc
+}
+
+/// The ScaledObject's text with, after the header, the KEDA release it is written for
+/// and what that release does differently from the newest.
+fn with_keda_note(contents: &str, autoscale: &AutoscaleConfig) -> String {
+    let version = autoscale.versions.keda;
+    let mut note = format!("# For KEDA {version} (`mdp export --keda-version {version}`).\n");
+    for difference in version.differences() {
+        note.push_str(&format!("# KEDA {version}: {difference}.\n"));
+    }
+    match contents.strip_prefix(super::HEADER) {
+        Some(rest) => format!("{}{note}{rest}", super::HEADER),
+        None => format!("{note}{contents}"),
     }
 }
 
-/// The ScaledObject, rendered field by field from the configuration `mdp simulate` runs.
+/// The ScaledObject, rendered field by field from the configuration `mdp simulate` runs,
+/// with only the fields the targeted KEDA release knows (`spec.fallback.behavior` from
+/// 2.17 on: [`crate::autoscale::KedaVersion::has_fallback_behavior`]).
 pub fn scaled_object(options: &ExportOptions, autoscale: &AutoscaleConfig) -> Doc {
     let ignore_null_values = if autoscale.ignore_null_values {
         "true"
@@ -493,14 +517,14 @@ pub fn scaled_object(options: &ExportOptions, autoscale: &AutoscaleConfig) -> Do
         "maxReplicaCount": autoscale.max_replicas,
     };
     if let Some(fallback) = &autoscale.fallback {
-        spec.push(
-            "fallback",
-            obj! {
-                "failureThreshold": fallback.failure_threshold,
-                "replicas": fallback.replicas,
-                "behavior": fallback.behavior.as_str(),
-            },
-        );
+        let mut doc = obj! {
+            "failureThreshold": fallback.failure_threshold,
+            "replicas": fallback.replicas,
+        };
+        if autoscale.versions.keda.has_fallback_behavior() {
+            doc.push("behavior", fallback.behavior.as_str());
+        }
+        spec.push("fallback", doc);
     }
     spec.push(
         "advanced",

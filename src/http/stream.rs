@@ -99,6 +99,8 @@ fn autoscaler_json(
         "min_replicas": config.min_replicas,
         "max_replicas": config.max_replicas,
         "trigger": recommendation.trigger,
+        "reason": recommendation.reason,
+        "keda_version": config.versions.keda.to_string(),
         "triggers": triggers,
     })
 }
@@ -109,7 +111,7 @@ fn autoscaler_json(
 fn fallback_json(config: &crate::autoscale::AutoscaleConfig, current: u32) -> Value {
     let (replicas, reason) = match &config.fallback {
         Some(fallback) => {
-            let replicas = crate::autoscale::keda::fallback_replicas(fallback, current);
+            let replicas = crate::autoscale::keda::fallback_replicas(fallback, current, config.versions.keda);
             (
                 replicas,
                 format!(
@@ -130,6 +132,7 @@ fn fallback_json(config: &crate::autoscale::AutoscaleConfig, current: u32) -> Va
         "trigger": "fallback",
         "fallback": true,
         "reason": reason,
+        "keda_version": config.versions.keda.to_string(),
         "triggers": [],
     })
 }

@@ -105,6 +105,14 @@ pub struct SimulateArgs {
     /// range of the scale-up and scale-down times.
     #[arg(long, env = "MDP_SIM_SWEEP", default_value_t = false)]
     pub sweep: bool,
+    /// Report every HPA sync: what KEDA read per trigger, the fallback failure count,
+    /// each trigger's proposal, the max, the stabilized recommendation, the rate limit,
+    /// the replicas and why (`--format csv`: one row per sync; json: a `trace` list).
+    #[arg(long, env = "MDP_SIM_TRACE", default_value_t = false)]
+    pub trace: bool,
+    /// After the table, say why the replica count changed at each change.
+    #[arg(long, env = "MDP_SIM_EXPLAIN", default_value_t = false)]
+    pub explain: bool,
     /// How each pod turns the peer answer into its share of every provider's
     /// budget: mdp's conservative rule, or a naive 1/observed (unsafe, to compare).
     /// `--replicas N` instead gives every pod a fixed 1/N.
@@ -165,6 +173,8 @@ pub struct Simulation {
     pub format: Format,
     pub plot: Option<PathBuf>,
     pub sweep: bool,
+    pub trace: bool,
+    pub explain: bool,
 }
 
 /// A finished simulation.
@@ -300,6 +310,8 @@ impl TryFrom<SimulateArgs> for Simulation {
             format: args.format,
             plot: args.plot,
             sweep: args.sweep,
+            trace: args.trace,
+            explain: args.explain,
         })
     }
 }
@@ -313,6 +325,9 @@ impl Simulation {
         let mut summary = report::summarize(&self.scenario, &run, &self.settings);
         if self.sweep {
             summary.sweep = Some(self.sweep()?);
+        }
+        if self.trace {
+            summary.trace = Some(run.trace.clone());
         }
         if let Some(path) = &self.plot {
             plot::write(path, &run, &summary, &self.settings)?;
@@ -354,10 +369,16 @@ impl Simulation {
 
     /// The output text in the chosen format.
     pub fn render(&self, outcome: &Outcome) -> String {
-        match self.format {
+        let text = match self.format {
             Format::Table => output::table(&outcome.summary, outcome.wall),
             Format::Json => output::json(&outcome.summary),
+            Format::Csv if self.trace => output::trace_csv(&outcome.run.trace),
             Format::Csv => output::csv(&self.scenario, &outcome.run),
+        };
+        if self.explain && self.format == Format::Table {
+            format!("{text}\n{}", output::explain(&outcome.run.trace))
+        } else {
+            text
         }
     }
 }

@@ -5,7 +5,7 @@ use super::SimulateError;
 use super::fleet::{Fleet, FleetSettings, PodGrants};
 use super::scenario::{MetricsPath, Phase, Scenario};
 use crate::autoscale::AutoscaleConfig;
-use crate::autoscale::cluster::Cluster;
+use crate::autoscale::cluster::{Cluster, SyncTrace};
 use crate::autoscale::keda::PromResponse;
 use crate::control::{ControlConfig, ControlEvent, Controller, Observation, Source};
 use crate::level::Level;
@@ -81,6 +81,8 @@ pub struct Run {
     pub flaps_suppressed: u64,
     /// Every provider's grants, summed over the pods.
     pub grants: PodGrants,
+    /// Every HPA sync and what decided it.
+    pub trace: Vec<SyncTrace>,
 }
 
 /// The store as mdp hears it.
@@ -195,6 +197,7 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
     let mut next_scrape = settings.scrape_offset;
     let mut samples = Vec::with_capacity(usize::try_from(total_seconds).unwrap_or(0));
     let mut level_changes = 0;
+    let mut trace = Vec::new();
     let mut last_tick = Duration::ZERO;
     let mut phase_index = 0;
     let mut phase_start = Duration::ZERO;
@@ -240,7 +243,9 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
                     vec![PromResponse::Unreachable; settings.autoscale.triggers.len()]
                 }
             };
+            let before = cluster.replicas();
             let tick = cluster.step(now, &responses);
+            trace.extend(tick.trace(before));
             (tick.replicas, tick.ready)
         } else {
             (cluster.replicas(), cluster.pods().ready(now))
@@ -266,6 +271,7 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
         level_changes,
         flaps_suppressed: controller.flaps_suppressed(),
         grants: fleet.finish(),
+        trace,
     })
 }
 
@@ -397,12 +403,21 @@ pub(crate) mod tests {
     fn a_dark_prometheus_reaches_the_fallback() {
         let mut scenario = one_phase(DepthProfile::Constant(500.0), 120, 0.0);
         scenario.phases[0].prometheus = MetricsPath::Down;
-        let run = simulate(&scenario, &settings()).expect("valid");
-        // The fourth failed HPA sync (45 s) serves fallback.replicas = 6, which the
-        // scale-up policy (at most 4 pods per 15 s) reaches one sync later.
+        // KEDA 2.18: only the HPA's requests count failures, so the fourth failed
+        // sync (45 s) serves fallback.replicas = 6, which the scale-up policy (at most
+        // 4 pods per 15 s) reaches one sync later.
+        let mut old = settings();
+        old.autoscale.versions.keda = "2.18".parse().expect("modelled");
+        let run = simulate(&scenario, &old).expect("valid");
         assert_eq!(run.samples[44].desired, 1);
         assert_eq!(run.samples[45].desired, 5);
         assert_eq!(run.samples[60].desired, 6);
+        // KEDA 2.19+: the operator's poll (at the same instants) counts too, so the
+        // counter passes 3 at the second HPA sync (15 s).
+        let run = simulate(&scenario, &settings()).expect("valid");
+        assert_eq!(run.samples[14].desired, 1);
+        assert_eq!(run.samples[15].desired, 5);
+        assert_eq!(run.samples[30].desired, 6);
         assert_eq!(
             run.samples[119].desired, 6,
             "held while Prometheus stays dark"

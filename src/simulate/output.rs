@@ -5,6 +5,7 @@ use super::budget::GrantSummary;
 use super::model::{Run, StoreEvents};
 use super::report::{Range, SCALE_UP_PODS, SPEC_SCALE_DOWN, SPEC_SCALE_UP, Summary, spec_row};
 use super::scenario::Scenario;
+use crate::autoscale::cluster::SyncTrace;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -111,7 +112,7 @@ fn range(range: &Range) -> String {
     }
 }
 
-/// The table: settings, one row per phase with its SPEC 8 row, timings, verdict.
+/// The table: settings, one row per phase with its replica-matrix row, timings, verdict.
 pub fn table(summary: &Summary, wall: Duration) -> String {
     let s = &summary.settings;
     let mut out = String::new();
@@ -149,7 +150,7 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
         "{:<name$} {:>13} {:>6}  {:<5} {:>5}  {:>8} {:>8} {:>5}",
         "phase", "seconds", "depth", "level", "scale", "pods max", "pods end", "ready"
     );
-    out.push_str(if with_spec { "   SPEC 8\n" } else { "\n" });
+    out.push_str(if with_spec { "   matrix\n" } else { "\n" });
     for phase in &summary.phases {
         let _ = write!(
             out,
@@ -201,7 +202,7 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
         let ok = value.is_some_and(|v| (low..=high).contains(&v));
         let _ = write!(
             out,
-            "{name:<11} {:>7}  {meaning:<40} SPEC {low}-{high} s  {}",
+            "{name:<11} {:>7}  {meaning:<40} want {low}-{high} s  {}",
             seconds(value),
             mark(ok)
         );
@@ -222,7 +223,7 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
     if let Some(sweep) = &summary.sweep {
         let _ = writeln!(
             out,
-            "sweep: {} scrape/HPA alignments, {} match SPEC 8",
+            "sweep: {} scrape/HPA alignments, {} match the replica matrix",
             sweep.runs, sweep.spec_matches
         );
     }
@@ -234,11 +235,11 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
 
 fn verdict_line(summary: &Summary) -> String {
     let Some(verdict) = &summary.spec else {
-        return "verdict: no phase to compare with SPEC 8 (name phases idle, moderate, high, overload or recovery)".to_owned();
+        return "verdict: no phase to compare with the replica matrix (name phases idle, moderate, high, overload or recovery)".to_owned();
     };
     let total = verdict.checks.len();
     if verdict.matches {
-        return format!("verdict: matches SPEC section 8 ({total} of {total} checks)");
+        return format!("verdict: matches the replica matrix ({total} of {total} checks)");
     }
     let misses: Vec<String> = verdict
         .checks
@@ -254,7 +255,84 @@ fn verdict_line(summary: &Summary) -> String {
         listed.push_str(&format!("; and {more} more (--format json lists them)"));
     }
     format!(
-        "verdict: DIFFERS from SPEC section 8, {} of {total} checks miss: {listed}",
+        "verdict: DIFFERS from the replica matrix, {} of {total} checks miss: {listed}",
         misses.len()
     )
+}
+
+/// `--trace --format csv`: one row per HPA sync. Per trigger: the value KEDA read
+/// (a number, `none` or `error`), its failure count, the fallback metric served (empty
+/// when none) and its proposal (empty when unavailable); then the largest proposal,
+/// the stabilized recommendation, the rate limit's reason, the replicas and why.
+pub fn trace_csv(trace: &[SyncTrace]) -> String {
+    let names: Vec<&str> = trace
+        .first()
+        .map(|row| row.triggers.iter().map(|t| t.name).collect())
+        .unwrap_or_default();
+    let mut out = String::from("t,replicas_before");
+    for name in &names {
+        let _ = write!(
+            out,
+            ",{name}_read,{name}_failures,{name}_fallback,{name}_proposal"
+        );
+    }
+    out.push_str(",max_proposal,stabilized,rate_limit,replicas,reason\n");
+    let opt = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
+    for row in trace {
+        let _ = write!(out, "{},{}", row.t, row.replicas_before);
+        for t in &row.triggers {
+            let fallback = t.fallback.map(|v| v.to_string()).unwrap_or_default();
+            let _ = write!(
+                out,
+                ",{},{},{},{}",
+                t.read,
+                t.failures,
+                fallback,
+                opt(t.proposal)
+            );
+        }
+        // The reason is quoted: it contains commas.
+        let _ = writeln!(
+            out,
+            ",{},{},{},{},\"{}\"",
+            opt(row.max_proposal),
+            opt(row.stabilized),
+            row.rate_limit,
+            row.replicas,
+            row.reason.replace('"', "'")
+        );
+    }
+    out
+}
+
+/// `--explain`: one line at every HPA sync that changed the replica count, and at
+/// the first sync.
+pub fn explain(trace: &[SyncTrace]) -> String {
+    let mut out = String::from("why the replica count changed (every HPA sync that changed it):\n");
+    for (index, row) in trace.iter().enumerate() {
+        if index == 0 || row.replicas != row.replicas_before {
+            let reads: Vec<String> = row
+                .triggers
+                .iter()
+                .map(|t| {
+                    let fallback = t
+                        .fallback
+                        .map(|v| format!(", fallback {v}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{} read {} (failures {}{fallback})",
+                        t.name, t.read, t.failures
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  t={:>5}s  {}  [{}]",
+                row.t,
+                row.reason,
+                reads.join("; ")
+            );
+        }
+    }
+    out
 }

@@ -5,6 +5,7 @@ use super::budget::{self, GrantSummary};
 use super::fleet::ShareRule;
 use super::model::{Run, Sample, Settings, StoreEvents};
 use super::scenario::Scenario;
+use crate::autoscale::cluster::SyncTrace;
 use crate::level::Level;
 use serde::Serialize;
 
@@ -68,6 +69,9 @@ pub struct SettingsView {
     pub drain_delay_seconds: f64,
     /// Workers' demand as a multiple of each provider's base rate.
     pub worker_demand: f64,
+    /// The KEDA and Kubernetes releases modelled.
+    pub keda_version: String,
+    pub k8s_version: String,
 }
 
 impl SettingsView {
@@ -99,6 +103,8 @@ impl SettingsView {
             replicas_shrink_hold_seconds: settings.pods.shrink_hold.as_secs_f64(),
             drain_delay_seconds: settings.pods.drain.as_secs_f64(),
             worker_demand: settings.pods.demand,
+            keda_version: settings.autoscale.versions.keda.to_string(),
+            k8s_version: settings.autoscale.versions.kubernetes.to_string(),
         }
     }
 }
@@ -144,6 +150,9 @@ pub struct Summary {
     pub settings: SettingsView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Sweep>,
+    /// Every HPA sync and what decided it (`--trace`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Vec<SyncTrace>>,
 }
 
 /// SPEC 8's row for a phase name: level, and the replica range.
@@ -209,6 +218,7 @@ pub fn summarize(scenario: &Scenario, run: &Run, settings: &Settings) -> Summary
             .collect(),
         settings: SettingsView::new(settings),
         sweep: None,
+        trace: None,
     }
 }
 

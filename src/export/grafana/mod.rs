@@ -4,6 +4,12 @@
 
 mod panel;
 
+/// The dashboard JSON schema of Grafana 9.0 (its `DashboardMigrator` latest version),
+/// the oldest Grafana mdp's dashboard is written for. Newer Grafana migrates it forward
+/// on load (37: legend `showLegend`; 38: table cell options; 39: time-series table
+/// transformations), none of which touch the panel options used here.
+pub const SCHEMA_VERSION: u32 = 36;
+
 use super::doc::{Doc, list, obj};
 use super::{ExportOptions, ExportedFile, HEADER};
 use crate::autoscale::{BACKPRESSURE_METRIC, QUEUE_DEPTH_METRIC, QUEUE_DEPTH_SOURCE};
@@ -406,7 +412,7 @@ pub fn dashboard(options: &ExportOptions, config: &ServeConfig) -> Doc {
         "editable": true,
         "graphTooltip": 1u32,
         "refresh": "10s",
-        "schemaVersion": 39u32,
+        "schemaVersion": SCHEMA_VERSION,
         "version": 1u32,
         "time": obj! { "from": "now-1h", "to": "now" },
         "templating": obj! {
