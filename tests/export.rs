@@ -672,7 +672,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
         .arg(&rules)
         .arg(&operator_rules));
     assert!(ok, "promtool check rules:\n{log}");
-    assert_eq!(log.matches("SUCCESS: 5 rules found").count(), 2, "{log}");
+    assert_eq!(log.matches("SUCCESS: 6 rules found").count(), 2, "{log}");
     let tests = dir.0.join("alerts.test.yaml");
     std::fs::copy(
         repo().join("tests/fixtures/export/alerts.test.yaml"),
