@@ -369,3 +369,36 @@ fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     found
 }
+
+#[tokio::test]
+async fn more_tokens_than_the_burst_is_400_with_the_limit() {
+    let mdp = MdpProcess::serve(&["--provider", "ibkr=60/s,burst=100"], &[]);
+    let http = reqwest::Client::new();
+    let response = http
+        .post(mdp.url("/api/v1/acquire"))
+        .json(&json!({"provider": "ibkr", "tokens": 1000, "wait_ms": 1000}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["limit"], 100, "{body}");
+    let metrics = reqwest::get(mdp.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        sample(
+            &metrics,
+            "mdp_rate_requests_throttled_total{provider=\"ibkr\"}"
+        ),
+        Some(0.0),
+        "an impossible request is not a throttle"
+    );
+    assert_eq!(
+        sample(&metrics, "mdp_budget_mode{mode=\"split\"}"),
+        Some(1.0)
+    );
+}

@@ -78,7 +78,13 @@ pub struct SharedBudget {
     probing: AtomicBool,
     /// Turns true/false as the shared mode comes and goes.
     mode: watch::Sender<bool>,
+    /// When the last outage was logged: a Redis that is slow rather than down
+    /// flaps at most once per probe, and is logged once per [`LOG_EVERY`].
+    logged: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// A flapping Redis is logged at most this often (each change is in the metric).
+const LOG_EVERY: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for SharedBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,8 +119,9 @@ impl SharedBudget {
             up: AtomicBool::new(false),
             probing: AtomicBool::new(false),
             mode: watch::channel(false).0,
+            logged: std::sync::Mutex::new(None),
         });
-        budget.clone().spawn_probe(true);
+        budget.clone().spawn_probe(true, true);
         Ok(budget)
     }
 
@@ -184,21 +191,35 @@ impl SharedBudget {
     /// Turns the shared mode off (logged once per outage) and starts probing.
     fn fall_back(self: &Arc<Self>, why: &str) {
         if self.up.swap(false, Ordering::AcqRel) {
+            self.mode.send_replace(false);
+            let now = tokio::time::Instant::now();
+            let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+            let quiet = logged.is_some_and(|at| now.duration_since(at) < LOG_EVERY);
+            self.clone().spawn_probe(false, !quiet);
+            if quiet {
+                return;
+            }
+            *logged = Some(now);
             tracing::warn!(
                 redis = %self.config.redacted_url(),
                 "shared budget unavailable ({why}): each pod grants its local share until Redis answers"
             );
-            self.mode.send_replace(false);
-            self.clone().spawn_probe(false);
         }
     }
 
-    fn spawn_probe(self: Arc<Self>, first: bool) {
+    /// Probes until Redis answers, then turns the shared mode on (announced
+    /// when `announce`: the outage was logged).
+    fn spawn_probe(self: Arc<Self>, first: bool, announce: bool) {
         if self.probing.swap(true, Ordering::AcqRel) {
             return;
         }
         tokio::spawn(async move {
             let mut warned = !first;
+            if !first {
+                // Not at once: a Redis that answers a PING but not a script in
+                // time would otherwise flap on every request.
+                tokio::time::sleep(self.config.probe_every).await;
+            }
             loop {
                 let mut connection = self.connection.clone();
                 let ping = tokio::time::timeout(
@@ -223,7 +244,9 @@ impl SharedBudget {
             self.probing.store(false, Ordering::Release);
             self.up.store(true, Ordering::Release);
             self.mode.send_replace(true);
-            tracing::info!(redis = %self.config.redacted_url(), "shared budget in use: every pod takes tokens from one bucket in Redis");
+            if announce {
+                tracing::info!(redis = %self.config.redacted_url(), "shared budget in use: every pod takes tokens from one bucket in Redis");
+            }
         });
     }
 }
