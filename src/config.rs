@@ -107,6 +107,11 @@ impl TryFrom<ServeArgs> for ServeConfig {
             pull_max_failures: args.pull_max_failures,
             stale_level,
             max_coordinators: args.max_coordinators,
+            rate_policy: args.policy,
+            proportional: crate::control::ProportionalTuning::for_watermarks(
+                watermarks.soft_at,
+                watermarks.hard_at,
+            ),
         };
         let pull = args
             .store_metrics_url
