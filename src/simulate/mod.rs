@@ -8,6 +8,7 @@
 //! is checked against the budget over sliding windows ([`budget`]).
 
 pub mod budget;
+pub mod closed_loop;
 pub mod fleet;
 mod legend;
 pub mod model;
@@ -157,6 +158,8 @@ pub struct Simulation {
     pub format: Format,
     pub plot: Option<PathBuf>,
     pub sweep: bool,
+    /// The closed-loop model, when the scenario is one (`scenario` is then its outline).
+    pub closed_loop: Option<closed_loop::ClosedLoop>,
 }
 
 /// A finished simulation.
@@ -166,6 +169,8 @@ pub struct Outcome {
     pub summary: Summary,
     /// Wall time of the main run (without the sweep).
     pub wall: Duration,
+    /// The closed loop's rows and totals, when the scenario is one.
+    pub closed: Option<closed_loop::LoopRun>,
 }
 
 impl TryFrom<SimulateArgs> for Simulation {
@@ -216,9 +221,18 @@ impl TryFrom<SimulateArgs> for Simulation {
         if initial_replicas > autoscale.max_replicas {
             return Err(refuse("initial-replicas", "must be at most --max-replicas"));
         }
-        let scenario = match &args.scenario_file {
-            Some(path) => Scenario::from_file(path, capacity)?,
-            None => Scenario::builtin(args.scenario.unwrap_or(BuiltinScenario::Matrix)),
+        // A closed-loop scenario file is a JSON object; an open-loop one a list.
+        let closed_loop = match (&args.scenario_file, args.scenario) {
+            (Some(path), _) if is_json_object(path) => {
+                Some(closed_loop::ClosedLoop::from_file(path)?)
+            }
+            (None, Some(BuiltinScenario::ClosedLoop)) => Some(closed_loop::ClosedLoop::builtin()),
+            _ => None,
+        };
+        let scenario = match (&closed_loop, &args.scenario_file) {
+            (Some(model), _) => model.outline(),
+            (None, Some(path)) => Scenario::from_file(path, capacity)?,
+            (None, None) => Scenario::builtin(args.scenario.unwrap_or(BuiltinScenario::Matrix)),
         };
         scenario.validate(capacity)?;
         let steps = scenario.duration().as_secs() * (1_000_000_000 / step.as_nanos()) as u64;
@@ -290,6 +304,7 @@ impl TryFrom<SimulateArgs> for Simulation {
             format: args.format,
             plot: args.plot,
             sweep: args.sweep,
+            closed_loop,
         })
     }
 }
@@ -298,7 +313,14 @@ impl Simulation {
     /// Runs the scenario (and the sweep, if asked) and writes the plot, if asked.
     pub fn run(&self) -> Result<Outcome, SimulateError> {
         let started = Instant::now();
-        let run = model::simulate(&self.scenario, &self.settings)?;
+        let closed = match &self.closed_loop {
+            Some(model) => Some(closed_loop::simulate(model, &self.settings)?),
+            None => None,
+        };
+        let run = match &closed {
+            Some(closed) => closed.run.clone(),
+            None => model::simulate(&self.scenario, &self.settings)?,
+        };
         let wall = started.elapsed();
         let mut summary = report::summarize(&self.scenario, &run, &self.settings);
         if self.sweep {
@@ -307,7 +329,12 @@ impl Simulation {
         if let Some(path) = &self.plot {
             plot::write(path, &run, &summary, &self.settings)?;
         }
-        Ok(Outcome { run, summary, wall })
+        Ok(Outcome {
+            run,
+            summary,
+            wall,
+            closed,
+        })
     }
 
     /// Every whole-second scrape offset against every HPA sync offset.
@@ -344,12 +371,27 @@ impl Simulation {
 
     /// The output text in the chosen format.
     pub fn render(&self, outcome: &Outcome) -> String {
+        if let (Some(model), Some(closed)) = (&self.closed_loop, &outcome.closed) {
+            return match self.format {
+                Format::Table => {
+                    output::table(&outcome.summary, outcome.wall)
+                        + &closed_loop::table(&closed.totals)
+                }
+                Format::Json => closed_loop::json(&outcome.summary, &closed.totals),
+                Format::Csv => closed_loop::csv(model, closed),
+            };
+        }
         match self.format {
             Format::Table => output::table(&outcome.summary, outcome.wall),
             Format::Json => output::json(&outcome.summary),
             Format::Csv => output::csv(&self.scenario, &outcome.run),
         }
     }
+}
+
+/// Whether the file's first non-blank character opens a JSON object.
+fn is_json_object(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.trim_start().starts_with('{'))
 }
 
 /// Runs `mdp simulate`.
