@@ -85,7 +85,22 @@ fn proportional_pauses_less_ingests_no_less_and_changes_level_no_more_often() {
 #[test]
 fn a_closed_loop_file_runs_and_writes_csv_with_a_continuous_scale() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/closed-loop.json");
-    let value = simulate(&["--scenario-file", file, "--format", "json"]);
+    let plot = std::env::temp_dir().join(format!("mdp-closed-loop-{}.svg", std::process::id()));
+    let shown = plot.to_string_lossy().into_owned();
+    let value = simulate(&[
+        "--scenario-file",
+        file,
+        "--format",
+        "json",
+        "--plot",
+        &shown,
+    ]);
+    let svg = std::fs::read_to_string(&plot).expect("the plot is written");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("slowdown"),
+        "an SVG naming the phases"
+    );
+    let _ = std::fs::remove_file(&plot);
     balanced(&value);
     assert_eq!(value["duration_seconds"], 560);
     let out = Command::new(env!("CARGO_BIN_EXE_mdp"))

@@ -315,6 +315,52 @@ mod tests {
         assert!(!p.is_moving(secs(10)));
     }
 
+    #[test]
+    fn the_controller_runs_the_proportional_policy_with_its_levels() {
+        use crate::control::{ControlConfig, Controller, Observation, RatePolicy, Source};
+        let mut ctl = Controller::new(ControlConfig {
+            rate_policy: RatePolicy::Proportional,
+            relax_after: Duration::ZERO,
+            ..ControlConfig::default()
+        });
+        let mut observe = |ctl: &mut Controller, depth: u64, t: u64| {
+            ctl.observe(
+                Observation {
+                    coordinator_id: "c".to_owned(),
+                    queue_size: depth,
+                    capacity: 10_000,
+                    level: None,
+                    ts: t as f64,
+                    source: Source::Pull,
+                    reason: None,
+                },
+                secs(t),
+            );
+        };
+        observe(&mut ctl, 5000, 0);
+        observe(&mut ctl, 5600, 5);
+        assert_eq!(ctl.level(), Level::Soft);
+        // Rising by 0.06 in 5 s: cut by kp * 0.06 = 0.24, less the integral
+        // 0.2 * (0.04 - 0.02) * 5 = 0.02 for being below the target; over 5 s.
+        assert!(
+            (ctl.target_scale() - 0.78).abs() < 1e-9,
+            "{}",
+            ctl.target_scale()
+        );
+        assert_eq!(
+            ctl.next_deadline(secs(5)),
+            Some(secs(5) + crate::control::RAMP_STEP)
+        );
+        ctl.tick(Duration::from_millis(7500));
+        let halfway = ctl.scale(Duration::from_millis(7500));
+        assert!((halfway - 0.89).abs() < 1e-9, "continuous: {halfway}");
+        observe(&mut ctl, 9500, 10);
+        assert_eq!((ctl.level(), ctl.scale(secs(10))), (Level::Hard, 0.0));
+        observe(&mut ctl, 7000, 15);
+        assert_eq!(ctl.level(), Level::Soft);
+        assert!(ctl.scale(secs(15)) > 0.0, "zero only at HARD");
+    }
+
     /// Depth fractions a store could report, with the gaps between them.
     fn walk() -> impl Strategy<Value = Vec<(f64, u64)>> {
         proptest::collection::vec((0.0f64..=1.0, 1u64..=8_000), 1..80)
