@@ -64,6 +64,10 @@ pub struct SimulateArgs {
     ///             instead of the one derived from the depth.
     /// jitter      optional: uniform noise of +-N messages on every step.
     /// prometheus  optional: up (default), empty (series gone) or down.
+    ///
+    /// A JSON object with pod_throughput is a closed-loop scenario instead
+    /// (items_per_token, pod_throughput, phases of name, duration,
+    /// throughput, other_writers): see docs/simulate.md.
     #[arg(
         long,
         env = "MDP_SIM_SCENARIO_FILE",
@@ -221,9 +225,9 @@ impl TryFrom<SimulateArgs> for Simulation {
         if initial_replicas > autoscale.max_replicas {
             return Err(refuse("initial-replicas", "must be at most --max-replicas"));
         }
-        // A closed-loop scenario file is a JSON object; an open-loop one a list.
+        // A closed-loop scenario file is a JSON object with `pod_throughput`.
         let closed_loop = match (&args.scenario_file, args.scenario) {
-            (Some(path), _) if is_json_object(path) => {
+            (Some(path), _) if is_closed_loop_file(path) => {
                 Some(closed_loop::ClosedLoop::from_file(path)?)
             }
             (None, Some(BuiltinScenario::ClosedLoop)) => Some(closed_loop::ClosedLoop::builtin()),
@@ -389,9 +393,13 @@ impl Simulation {
     }
 }
 
-/// Whether the file's first non-blank character opens a JSON object.
-fn is_json_object(path: &std::path::Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| text.trim_start().starts_with('{'))
+/// Whether the file is a JSON object naming `pod_throughput` (a closed loop);
+/// anything else is read, and refused if need be, as an open-loop file.
+fn is_closed_loop_file(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        serde_json::from_str::<serde_json::Value>(&text)
+            .is_ok_and(|value| value.get("pod_throughput").is_some())
+    })
 }
 
 /// Runs `mdp simulate`.
