@@ -323,7 +323,7 @@ mod tests {
             relax_after: Duration::ZERO,
             ..ControlConfig::default()
         });
-        let mut observe = |ctl: &mut Controller, depth: u64, t: u64| {
+        let observe = |ctl: &mut Controller, depth: u64, t: u64| {
             ctl.observe(
                 Observation {
                     coordinator_id: "c".to_owned(),
