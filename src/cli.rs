@@ -87,6 +87,11 @@ pub struct ServeArgs {
     #[arg(long, env = "MDP_FB_SCALE_HARD", default_value_t = 0.0)]
     pub scale_hard: f64,
 
+    /// Rate policy: step (one scale per level: --scale-ok/soft/hard) or
+    /// proportional (continuous from the depth and its trend, 0 only at HARD).
+    #[arg(long, env = "MDP_POLICY", default_value = "step")]
+    pub policy: crate::control::RatePolicy,
+
     /// OK -> SOFT when depth/capacity reaches this fraction.
     #[arg(long, env = "MDP_SOFT_WATERMARK", default_value_t = 0.5)]
     pub soft_watermark: f64,

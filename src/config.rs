@@ -147,6 +147,11 @@ impl TryFrom<ServeArgs> for ServeConfig {
             max_coordinators: args.max_coordinators,
             forget_after: args.forget_after,
             pulled: args.store_metrics_url.is_some(),
+            rate_policy: args.policy,
+            proportional: crate::control::ProportionalTuning::for_watermarks(
+                watermarks.soft_at,
+                watermarks.hard_at,
+            ),
         };
         if args.forget_after.is_some_and(|after| after.is_zero()) {
             return Err(refuse(

@@ -17,4 +17,5 @@ pub mod rate;
 pub mod replicas;
 pub mod service;
 pub mod simulate;
+pub mod store_queue;
 pub mod telemetry;

@@ -6,9 +6,11 @@
 
 mod hysteresis;
 mod policy;
+mod proportional;
 
 pub use hysteresis::{WatermarkError, Watermarks};
-pub use policy::{RampedScale, ScalePolicy, ScalePolicyError};
+pub use policy::{RampedScale, RatePolicy, ScalePolicy, ScalePolicyError};
+pub use proportional::{Proportional, ProportionalTuning, TuningError};
 
 use crate::level::Level;
 use serde::Serialize;
@@ -43,6 +45,10 @@ pub struct ControlConfig {
     /// Whether the store is polled: then its depth is known only while the
     /// last poll succeeded.
     pub pulled: bool,
+    /// Step (one scale per level) or proportional (continuous from the depth).
+    pub rate_policy: RatePolicy,
+    /// The proportional policy's gains (unused by the step policy).
+    pub proportional: ProportionalTuning,
 }
 
 impl Default for ControlConfig {
@@ -59,6 +65,8 @@ impl Default for ControlConfig {
             max_coordinators: 256,
             forget_after: None,
             pulled: false,
+            rate_policy: RatePolicy::Step,
+            proportional: ProportionalTuning::default(),
         }
     }
 }
@@ -184,6 +192,7 @@ pub struct Controller {
     applied: Level,
     relax_since: Option<Duration>,
     scale: RampedScale,
+    proportional: Proportional,
     flaps_suppressed: u64,
     pull_failures: u32,
     /// Whether a poll of the store ever succeeded.
@@ -194,7 +203,9 @@ pub struct Controller {
 impl Controller {
     pub fn new(config: ControlConfig) -> Self {
         let scale = RampedScale::new(config.policy.scale_for(Level::Ok), config.recovery_ramp);
+        let proportional = Proportional::new(config.proportional);
         Controller {
+            proportional,
             config,
             coordinators: BTreeMap::new(),
             raw: Level::Ok,
@@ -262,6 +273,16 @@ impl Controller {
             self.pull_succeeded();
         }
         self.evaluate(now);
+        if matches!(outcome, Outcome::Applied { .. })
+            && self.config.rate_policy == RatePolicy::Proportional
+            && let Depth::Known {
+                depth,
+                capacity: Some(capacity),
+            } = self.depth()
+        {
+            self.proportional
+                .observe(depth as f64 / capacity.max(1) as f64, now);
+        }
         outcome
     }
 
@@ -334,14 +355,32 @@ impl Controller {
         self.raw
     }
 
-    /// The scale in force at `now` (ramped).
+    /// The scale in force at `now` (ramped, or the proportional policy's).
     pub fn scale(&self, now: Duration) -> f64 {
-        self.scale.at(now)
+        match self.config.rate_policy {
+            RatePolicy::Step => self.scale.at(now),
+            RatePolicy::Proportional => self.unknown_depth_cap(self.proportional.at(now)),
+        }
     }
 
-    /// The scale the ramp is heading to.
+    /// The scale the ramp (or the proportional policy) is heading to.
     pub fn target_scale(&self) -> f64 {
-        self.scale.target()
+        match self.config.rate_policy {
+            RatePolicy::Step => self.scale.target(),
+            RatePolicy::Proportional => self.unknown_depth_cap(self.proportional.target()),
+        }
+    }
+
+    /// Without a live depth the proportional policy has nothing to steer by:
+    /// it allows no more than the step policy does for the level in force.
+    fn unknown_depth_cap(&self, scale: f64) -> f64 {
+        let live =
+            self.store_reachable() != Some(false) && self.coordinators.values().any(|c| !c.stale);
+        if live {
+            scale
+        } else {
+            scale.min(self.config.policy.scale_for(self.applied))
+        }
     }
 
     pub fn flaps_suppressed(&self) -> u64 {
@@ -411,7 +450,11 @@ impl Controller {
         let relax = self
             .relax_since
             .map(|since| since + self.config.relax_after);
-        let ramp = self.scale.is_ramping(now).then(|| now + RAMP_STEP);
+        let moving = match self.config.rate_policy {
+            RatePolicy::Step => self.scale.is_ramping(now),
+            RatePolicy::Proportional => self.proportional.is_moving(now),
+        };
+        let ramp = moving.then(|| now + RAMP_STEP);
         let expiry = self
             .coordinators
             .values()
@@ -520,9 +563,13 @@ impl Controller {
         } else {
             self.relax_since = None;
         }
+        self.proportional.set_level(self.applied, now);
         if self.applied != before {
-            let target = self.config.policy.scale_for(self.applied);
+            let mut target = self.config.policy.scale_for(self.applied);
             self.scale.retarget(target, now);
+            if self.config.rate_policy == RatePolicy::Proportional {
+                target = self.target_scale();
+            }
             self.events.push(ControlEvent::LevelChanged {
                 from: before,
                 to: self.applied,

@@ -3,6 +3,45 @@
 use crate::level::Level;
 use std::time::Duration;
 
+/// How the scale follows the queue: `--policy step|proportional`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RatePolicy {
+    /// One scale per level (1.0 / 0.5 / 0.0 by default).
+    #[default]
+    Step,
+    /// Continuous, from the depth and its trend; 0 only at HARD.
+    Proportional,
+}
+
+impl RatePolicy {
+    pub const ALL: [RatePolicy; 2] = [RatePolicy::Step, RatePolicy::Proportional];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RatePolicy::Step => "step",
+            RatePolicy::Proportional => "proportional",
+        }
+    }
+}
+
+impl std::fmt::Display for RatePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RatePolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        RatePolicy::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("expected step or proportional, got {s:?}"))
+    }
+}
+
 /// Rate scale factor for each level; defaults 1.0 / 0.5 / 0.0.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScalePolicy {
@@ -112,6 +151,14 @@ impl RampedScale {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn rate_policies_parse_by_name() {
+        assert_eq!("step".parse(), Ok(RatePolicy::Step));
+        assert_eq!("Proportional".parse(), Ok(RatePolicy::Proportional));
+        assert!("pid".parse::<RatePolicy>().is_err());
+        assert_eq!(RatePolicy::default(), RatePolicy::Step);
+    }
 
     #[test]
     fn default_policy_is_the_documented_one() {

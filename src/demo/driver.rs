@@ -6,7 +6,6 @@ use super::store::{Announcement, StoreModel};
 use crate::http::Ctx;
 use crate::level::Level;
 use std::collections::VecDeque;
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,37 +65,7 @@ pub const PHASES: [Phase; 4] = [
     },
 ];
 
-/// Where every produced item is at the end: nothing may be lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Accounting {
-    /// Items fetched by provider workers plus those of other writers.
-    pub produced: u64,
-    pub written: u64,
-    pub queued: u64,
-    /// Fetched but still held by producers because the queue was full.
-    pub held: u64,
-}
-
-impl Accounting {
-    pub fn balances(&self) -> bool {
-        self.produced == self.written + self.queued + self.held
-    }
-}
-
-impl fmt::Display for Accounting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.balances() {
-            "balanced, nothing lost"
-        } else {
-            "DOES NOT BALANCE"
-        };
-        write!(
-            f,
-            "items: produced {} = written {} + queued {} + held by producers {} ({verdict})",
-            self.produced, self.written, self.queued, self.held
-        )
-    }
-}
+pub use crate::store_queue::Accounting;
 
 /// The store model's own `/metrics` endpoint (as the real store exports it).
 pub struct StoreServer {
@@ -201,7 +170,9 @@ impl Driver {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown = self.ctx.shutdown.clone();
         let mut in_flight: VecDeque<(Instant, u64)> = VecDeque::new();
-        let (mut produced, mut held) = (0u64, 0u64);
+        // Items landed since the last step; the store's queue holds what does
+        // not fit (with its producers) and keeps the accounting.
+        let mut landed = 0u64;
         let mut current_phase = usize::MAX;
         // Provider workers want more than the base rate, so the limiter binds.
         let demand = self
@@ -248,24 +219,21 @@ impl Driver {
             wanted = (wanted + demand * TICK.as_secs_f64()).min(demand);
             while wanted >= 1.0 && self.ctx.acquire(&self.provider, 1.0) == Some(true) {
                 wanted -= 1.0;
-                produced += items;
                 in_flight.push_back((now + REQUEST_LATENCY.div_f64(self.speed), items));
             }
             while in_flight.front().is_some_and(|(due, _)| *due <= now) {
-                held += in_flight.pop_front().map_or(0, |(_, items)| items);
+                landed += in_flight.pop_front().map_or(0, |(_, items)| items);
             }
             others += phase.other_writers * model_tick;
             let other_items = others.floor() as u64;
             others -= other_items as f64;
-            produced += other_items;
-            held += other_items;
+            landed += other_items;
             let announcements = {
                 let mut model = lock(&self.store.model);
                 // The store's throughput follows what arrives, plus a share of
                 // the gap to the phase's depth: the depth settles on the target.
                 let gap = model.depth() as f64 - phase.target_depth as f64;
-                let (fit, put_news) = model.put(held);
-                held -= fit;
+                let (fit, put_news) = model.put(std::mem::take(&mut landed));
                 let want = gap * (1.0 - (-CONVERGENCE * model_tick).exp()) + fit as f64;
                 let drain = want.clamp(0.0, self.throughput * model_tick).round() as u64;
                 let drain_news = model.drain(drain);
@@ -295,15 +263,10 @@ impl Driver {
             }
         }
         // Requests already sent still come back: land them, then count.
-        held += in_flight.iter().map(|(_, items)| items).sum::<u64>();
+        landed += in_flight.iter().map(|(_, items)| items).sum::<u64>();
         let mut model = lock(&self.store.model);
-        held -= model.put(held).0;
-        Accounting {
-            produced,
-            written: model.written(),
-            queued: model.depth(),
-            held,
-        }
+        model.put(landed);
+        model.accounting()
     }
 
     /// Pushes a transition as the store's broadcaster does: JSON, no auth.

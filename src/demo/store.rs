@@ -2,6 +2,7 @@
 //! workers, announcing its level with the real store's watermark semantics.
 
 use crate::level::Level;
+use crate::store_queue::{Accounting, StoreQueue};
 
 /// A level change the store announces, as its HTTP broadcaster would.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,73 +12,71 @@ pub struct Announcement {
     pub reason: Option<&'static str>,
 }
 
-/// The bounded queue and its item accounting.
+/// The bounded queue (the closed-loop [`StoreQueue`], with its item
+/// accounting) and the store's announcements.
 #[derive(Debug, Clone)]
 pub struct StoreModel {
-    capacity: u64,
+    queue: StoreQueue,
     low: u64,
     high: u64,
-    depth: u64,
     level: Level,
-    accepted: u64,
-    written: u64,
 }
 
 impl StoreModel {
     /// A queue of `capacity` with SOFT at `low` and HARD at `high` (items).
     pub fn new(capacity: u64, low: u64, high: u64) -> Self {
         StoreModel {
-            capacity,
+            queue: StoreQueue::new(capacity),
             low,
             high,
-            depth: 0,
             level: Level::Ok,
-            accepted: 0,
-            written: 0,
         }
     }
 
     pub fn depth(&self) -> u64 {
-        self.depth
+        self.queue.depth()
     }
 
     pub fn capacity(&self) -> u64 {
-        self.capacity
+        self.queue.capacity()
     }
 
     /// Items ever accepted into the queue.
     pub fn accepted(&self) -> u64 {
-        self.accepted
+        self.queue.accepted()
     }
 
     /// Items the workers wrote out.
     pub fn written(&self) -> u64 {
-        self.written
+        self.queue.written()
     }
 
-    /// Puts up to `items`; returns how many fit (the rest must wait).
+    /// Where every item produced so far is.
+    pub fn accounting(&self) -> Accounting {
+        self.queue.accounting()
+    }
+
+    /// `items` arrive: as many as fit enter (returned), the rest wait with
+    /// their producers and enter first as room frees up.
     pub fn put(&mut self, items: u64) -> (u64, Option<Announcement>) {
-        let fit = items.min(self.capacity - self.depth);
-        self.depth += fit;
-        self.accepted += fit;
+        let fit = self.queue.put(items);
         (fit, self.announce())
     }
 
     /// Workers write out up to `items`.
     pub fn drain(&mut self, items: u64) -> Option<Announcement> {
-        let taken = items.min(self.depth);
-        self.depth -= taken;
-        self.written += taken;
+        self.queue.drain(items as f64);
         self.announce()
     }
 
     /// The store speaks only on transitions: SOFT once on passing `low`
     /// upwards, HARD at `high`, OK (`queue_recovered`) back at or below `low`.
     fn announce(&mut self) -> Option<Announcement> {
+        let depth = self.queue.depth();
         let next = match self.level {
-            _ if self.depth >= self.high => Level::Hard,
-            Level::Ok if self.depth > self.low => Level::Soft,
-            Level::Soft | Level::Hard if self.depth <= self.low => Level::Ok,
+            _ if depth >= self.high => Level::Hard,
+            Level::Ok if depth > self.low => Level::Soft,
+            Level::Soft | Level::Hard if depth <= self.low => Level::Ok,
             current => current,
         };
         if next == self.level {
@@ -86,7 +85,7 @@ impl StoreModel {
         self.level = next;
         Some(Announcement {
             level: next,
-            queue_size: self.depth,
+            queue_size: depth,
             reason: (next == Level::Ok).then_some("queue_recovered"),
         })
     }
@@ -116,5 +115,8 @@ mod tests {
         assert_eq!(store.put(150).0, 100);
         store.drain(30);
         assert_eq!(store.accepted(), store.written() + store.depth());
+        assert_eq!(store.put(0).0, 30, "the held items enter first");
+        assert!(store.accounting().balances());
+        assert_eq!(store.accounting().held, 20);
     }
 }

@@ -347,6 +347,11 @@ impl Fleet {
         }
     }
 
+    /// The grants recorded so far, while the run goes on.
+    pub fn grants(&self) -> &PodGrants {
+        &self.grants
+    }
+
     /// The grants recorded so far.
     pub fn finish(self) -> PodGrants {
         self.grants

@@ -8,6 +8,7 @@
 //! is checked against the budget over sliding windows ([`budget`]).
 
 pub mod budget;
+pub mod closed_loop;
 pub mod fleet;
 mod legend;
 pub mod model;
@@ -63,6 +64,10 @@ pub struct SimulateArgs {
     ///             instead of the one derived from the depth.
     /// jitter      optional: uniform noise of +-N messages on every step.
     /// prometheus  optional: up (default), empty (series gone) or down.
+    ///
+    /// A JSON object with pod_throughput is a closed-loop scenario instead
+    /// (items_per_token, pod_throughput, phases of name, duration,
+    /// throughput, other_writers): see docs/simulate.md.
     #[arg(
         long,
         env = "MDP_SIM_SCENARIO_FILE",
@@ -175,6 +180,8 @@ pub struct Simulation {
     pub sweep: bool,
     pub trace: bool,
     pub explain: bool,
+    /// The closed-loop model, when the scenario is one (`scenario` is then its outline).
+    pub closed_loop: Option<closed_loop::ClosedLoop>,
 }
 
 /// A finished simulation.
@@ -184,6 +191,8 @@ pub struct Outcome {
     pub summary: Summary,
     /// Wall time of the main run (without the sweep).
     pub wall: Duration,
+    /// The closed loop's rows and totals, when the scenario is one.
+    pub closed: Option<closed_loop::LoopRun>,
 }
 
 impl TryFrom<SimulateArgs> for Simulation {
@@ -234,9 +243,18 @@ impl TryFrom<SimulateArgs> for Simulation {
         if initial_replicas > autoscale.max_replicas {
             return Err(refuse("initial-replicas", "must be at most --max-replicas"));
         }
-        let scenario = match &args.scenario_file {
-            Some(path) => Scenario::from_file(path, capacity)?,
-            None => Scenario::builtin(args.scenario.unwrap_or(BuiltinScenario::Matrix)),
+        // A closed-loop scenario file is a JSON object with `pod_throughput`.
+        let closed_loop = match (&args.scenario_file, args.scenario) {
+            (Some(path), _) if is_closed_loop_file(path) => {
+                Some(closed_loop::ClosedLoop::from_file(path)?)
+            }
+            (None, Some(BuiltinScenario::ClosedLoop)) => Some(closed_loop::ClosedLoop::builtin()),
+            _ => None,
+        };
+        let scenario = match (&closed_loop, &args.scenario_file) {
+            (Some(model), _) => model.outline(),
+            (None, Some(path)) => Scenario::from_file(path, capacity)?,
+            (None, None) => Scenario::builtin(args.scenario.unwrap_or(BuiltinScenario::Matrix)),
         };
         scenario.validate(capacity)?;
         let steps = scenario.duration().as_secs() * (1_000_000_000 / step.as_nanos()) as u64;
@@ -312,6 +330,7 @@ impl TryFrom<SimulateArgs> for Simulation {
             sweep: args.sweep,
             trace: args.trace,
             explain: args.explain,
+            closed_loop,
         })
     }
 }
@@ -320,7 +339,14 @@ impl Simulation {
     /// Runs the scenario (and the sweep, if asked) and writes the plot, if asked.
     pub fn run(&self) -> Result<Outcome, SimulateError> {
         let started = Instant::now();
-        let run = model::simulate(&self.scenario, &self.settings)?;
+        let closed = match &self.closed_loop {
+            Some(model) => Some(closed_loop::simulate(model, &self.settings)?),
+            None => None,
+        };
+        let run = match &closed {
+            Some(closed) => closed.run.clone(),
+            None => model::simulate(&self.scenario, &self.settings)?,
+        };
         let wall = started.elapsed();
         let mut summary = report::summarize(&self.scenario, &run, &self.settings);
         if self.sweep {
@@ -332,7 +358,12 @@ impl Simulation {
         if let Some(path) = &self.plot {
             plot::write(path, &run, &summary, &self.settings)?;
         }
-        Ok(Outcome { run, summary, wall })
+        Ok(Outcome {
+            run,
+            summary,
+            wall,
+            closed,
+        })
     }
 
     /// Every whole-second scrape offset against every HPA sync offset.
@@ -369,6 +400,16 @@ impl Simulation {
 
     /// The output text in the chosen format.
     pub fn render(&self, outcome: &Outcome) -> String {
+        if let (Some(model), Some(closed)) = (&self.closed_loop, &outcome.closed) {
+            return match self.format {
+                Format::Table => {
+                    output::table(&outcome.summary, outcome.wall)
+                        + &closed_loop::table(&closed.totals)
+                }
+                Format::Json => closed_loop::json(&outcome.summary, &closed.totals),
+                Format::Csv => closed_loop::csv(model, closed),
+            };
+        }
         let text = match self.format {
             Format::Table => output::table(&outcome.summary, outcome.wall),
             Format::Json => output::json(&outcome.summary),
@@ -381,6 +422,15 @@ impl Simulation {
             text
         }
     }
+}
+
+/// Whether the file is a JSON object naming `pod_throughput` (a closed loop);
+/// anything else is read, and refused if need be, as an open-loop file.
+fn is_closed_loop_file(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        serde_json::from_str::<serde_json::Value>(&text)
+            .is_ok_and(|value| value.get("pod_throughput").is_some())
+    })
 }
 
 /// Runs `mdp simulate`.

@@ -277,7 +277,7 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
 
 /// Fires the controller's own deadlines (relax hold, ramp, TTLs) in `(since, until]`,
 /// as the service's control loop does between events.
-fn run_deadlines(controller: &mut Controller, since: Duration, until: Duration) {
+pub(super) fn run_deadlines(controller: &mut Controller, since: Duration, until: Duration) {
     let mut at = since;
     // The ramp asks every 100 ms; the bound only guards against a deadline that
     // never moves forward.

@@ -19,6 +19,9 @@ pub enum BuiltinScenario {
     Matrix,
     /// SPEC 8's four seed scenarios in order: normal 500, moderate 6000, overload 9500, recovery 800.
     Seed,
+    /// The queue in closed loop: normal, a database slowdown, a stall, recovery;
+    /// the depth follows from the granted rate and the pods' write throughput.
+    ClosedLoop,
 }
 
 /// What the metrics path answers KEDA during a phase.
@@ -117,6 +120,9 @@ impl Scenario {
                     Phase::steady("recovery", 180, 800.0),
                 ],
             ),
+            BuiltinScenario::ClosedLoop => {
+                return super::closed_loop::ClosedLoop::builtin().outline();
+            }
             BuiltinScenario::Seed => (
                 "seed",
                 vec![
