@@ -20,10 +20,11 @@ use tokio::sync::{mpsc, watch};
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
+    /// The cause is said in the message, so it is not also a `source`.
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot build the HTTP client for pull mode: {0}")]
     Client(String),
@@ -42,13 +43,10 @@ pub struct Service {
 impl Service {
     /// Binds the listener and starts the control loop (and the poller in pull mode).
     pub async fn start(config: ServeConfig) -> Result<Service, StartError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = http::server::bind(config.listen).map_err(|error| StartError::Bind {
+            addr: config.listen,
+            error,
+        })?;
         let clock = Clock::new();
         let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let metrics = Metrics::new(&names);

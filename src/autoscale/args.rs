@@ -2,7 +2,7 @@
 //! (the dashboard's "replicas now"), `simulate` and `export`.
 
 use super::{AutoscaleConfig, Trigger};
-use crate::cli::duration;
+use crate::settings::{OptionError, duration};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,19 +47,8 @@ pub struct AutoscaleArgs {
     pub scale_down_window: Duration,
 }
 
-/// Why the autoscaling options were refused.
-#[derive(Debug, thiserror::Error)]
-pub enum AutoscaleArgsError {
-    #[error("invalid --autoscale-config: cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid --autoscale-config: {0}")]
-    Parse(serde_json::Error),
-    #[error("invalid autoscaling configuration: {0}")]
-    Invalid(#[from] super::ConfigError),
-}
+/// Why the autoscaling options were refused: the one option error type.
+pub type AutoscaleArgsError = OptionError;
 
 impl AutoscaleArgs {
     /// The validated configuration for a store of `capacity` whose SOFT -> OK
@@ -70,14 +59,12 @@ impl AutoscaleArgs {
         soft_release: f64,
     ) -> Result<AutoscaleConfig, AutoscaleArgsError> {
         if let Some(path) = &self.autoscale_config {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| AutoscaleArgsError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+            let refuse = |message: String| OptionError::new("autoscale-config", message);
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| refuse(format!("cannot read {}: {e}", path.display())))?;
             let config: AutoscaleConfig =
-                serde_json::from_str(&text).map_err(AutoscaleArgsError::Parse)?;
-            config.validate()?;
+                serde_json::from_str(&text).map_err(|e| refuse(e.to_string()))?;
+            config.validate().map_err(|e| refuse(e.to_string()))?;
             return Ok(config);
         }
         let capacity = capacity as f64;
@@ -100,7 +87,9 @@ impl AutoscaleArgs {
             ..AutoscaleConfig::default()
         };
         config.behavior.scale_down.stabilization_window = self.scale_down_window;
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|e| OptionError::new("max-replicas", e))?;
         Ok(config)
     }
 }

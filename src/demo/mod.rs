@@ -7,9 +7,10 @@ mod store;
 pub use driver::{Accounting, PHASES, Phase};
 pub use store::{Announcement, StoreModel};
 
-use crate::cli::{ServeArgs, duration};
 use crate::config::ServeConfig;
+use crate::options::ServeArgs;
 use crate::service::Service;
+use crate::settings::{OptionErrors, duration};
 use clap::Args;
 use std::time::Duration;
 
@@ -36,41 +37,41 @@ pub struct DemoArgs {
     pub worker_throughput: u64,
 }
 
-/// Why the demo could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    #[error("invalid --speed: must be a number from 0.1 to 1000, got {0}")]
-    Speed(f64),
-    #[error("invalid --phase-duration: must be at least 1s")]
-    PhaseDuration,
-    #[error("invalid --batch: must be >= 1")]
-    Batch,
-    #[error("invalid --worker-throughput: must be >= 1 item/s")]
-    Throughput,
+impl DemoArgs {
+    /// Checks the demo's own options, reporting every refused one.
+    pub fn validate(&self) -> Result<(), OptionErrors> {
+        let mut errors = OptionErrors::default();
+        if !(0.1..=1000.0).contains(&self.speed) {
+            errors.refuse(
+                "speed",
+                format!("must be a number from 0.1 to 1000, got {}", self.speed),
+            );
+        }
+        if self.phase_duration < Duration::from_secs(1) {
+            errors.refuse("phase-duration", "must be at least 1s");
+        }
+        if self.batch == 0 {
+            errors.refuse("batch", "must be >= 1");
+        }
+        if self.worker_throughput == 0 {
+            errors.refuse("worker-throughput", "must be >= 1 item/s");
+        }
+        errors.into_result()
+    }
 }
 
 /// Runs `mdp demo` until SIGTERM/SIGINT or the last cycle.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    if !(0.1..=1000.0).contains(&args.speed) {
-        return Err(DemoError::Speed(args.speed).into());
-    }
-    if args.phase_duration < Duration::from_secs(1) {
-        return Err(DemoError::PhaseDuration.into());
-    }
-    if args.batch == 0 {
-        return Err(DemoError::Batch.into());
-    }
-    if args.worker_throughput == 0 {
-        return Err(DemoError::Throughput.into());
-    }
+    args.validate()?;
     let store = driver::StoreServer::start().await?;
     let mut serve = args.serve.clone();
     // The store model is polled like a real store in pull mode, and pushes its
     // transitions like the real broadcaster: both intake paths run.
-    if serve.store_metrics_url.is_none() {
-        serve.store_metrics_url = Some(store.metrics_url());
-        serve.pull_interval = Duration::from_secs(1);
-        serve.pull_timeout = Duration::from_millis(500);
+    let pull = &mut serve.engine.pull;
+    if pull.store_metrics_url.is_none() {
+        pull.store_metrics_url = Some(store.metrics_url());
+        pull.pull_interval = Duration::from_secs(1);
+        pull.pull_timeout = Duration::from_millis(500);
     }
     let config = ServeConfig::try_from(serve)?;
     let service = Service::start(config).await?;

@@ -10,8 +10,8 @@ pub(crate) mod doc;
 pub mod grafana;
 pub mod kubernetes;
 
-use crate::cli::ServeArgs;
 use crate::config::ServeConfig;
+use crate::options::ServeArgs;
 use clap::Args;
 use doc::Doc;
 use std::path::{Path, PathBuf};
@@ -226,6 +226,8 @@ impl ExportArgs {
     pub fn resolve(&self) -> anyhow::Result<(ExportOptions, ServeConfig)> {
         let mut serve = self.serve.clone();
         let store_url = serve
+            .engine
+            .pull
             .store_metrics_url
             .get_or_insert_with(|| default_store_url(&self.namespace, &self.cluster_domain))
             .clone();

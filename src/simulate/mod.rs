@@ -24,8 +24,9 @@ pub use report::Summary;
 pub use scenario::{BuiltinScenario, Scenario};
 
 use crate::autoscale::hpa::DEFAULT_SYNC_PERIOD;
-use crate::cli::{ServeArgs, duration};
 use crate::config::ServeConfig;
+use crate::options::EngineArgs;
+use crate::settings::{OptionErrors, duration};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,7 +39,7 @@ const MAX_SWEEP_STEPS: u64 = 100_000_000;
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub serve: EngineArgs,
     /// Built-in scenario (default: matrix).
     #[arg(long, env = "MDP_SIM_SCENARIO", value_enum)]
     pub scenario: Option<BuiltinScenario>,
@@ -126,12 +127,7 @@ pub struct SimulateArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error("invalid --{option}: {message}")]
-    Option {
-        option: &'static str,
-        message: String,
-    },
+    Options(#[from] OptionErrors),
     #[error(transparent)]
     Scenario(#[from] scenario::ScenarioError),
     #[error(transparent)]
@@ -139,14 +135,17 @@ pub enum SimulateError {
     #[error(transparent)]
     Plot(#[from] plot::PlotError),
     #[error("invalid --provider: {0}")]
-    Provider(#[from] crate::rate::BucketError),
+    Provider(crate::rate::BucketError),
+}
+
+impl From<crate::rate::BucketError> for SimulateError {
+    fn from(error: crate::rate::BucketError) -> Self {
+        SimulateError::Provider(error)
+    }
 }
 
 fn refuse(option: &'static str, message: impl Into<String>) -> SimulateError {
-    SimulateError::Option {
-        option,
-        message: message.into(),
-    }
+    SimulateError::Options(crate::settings::OptionError::new(option, message.into()).into())
 }
 
 /// A validated simulation: the scenario, the settings, and what to print.
@@ -172,7 +171,7 @@ impl TryFrom<SimulateArgs> for Simulation {
     type Error = SimulateError;
 
     fn try_from(args: SimulateArgs) -> Result<Self, SimulateError> {
-        let config = ServeConfig::try_from(args.serve.clone())?;
+        let config = ServeConfig::for_engine(args.serve.clone())?;
         let capacity = config.store_capacity;
         let step = args.step;
         let divides = step.as_nanos() > 0 && 1_000_000_000 % step.as_nanos() == 0;
@@ -200,7 +199,7 @@ impl TryFrom<SimulateArgs> for Simulation {
         if args.startup_delay > Duration::from_secs(3600) {
             return Err(refuse("startup-delay", "must be at most 1h"));
         }
-        let poll_interval = args.serve.pull_interval;
+        let poll_interval = args.serve.pull.pull_interval;
         if args.store_events == StoreEvents::Depth
             && (poll_interval.is_zero() || poll_interval >= config.control.pull_ttl)
         {
@@ -240,7 +239,7 @@ impl TryFrom<SimulateArgs> for Simulation {
                 ),
             ));
         }
-        let refresh = args.serve.replicas_refresh;
+        let refresh = args.serve.pods.replicas_refresh;
         if refresh < Duration::from_millis(100) || refresh > Duration::from_secs(3600) {
             return Err(refuse("replicas-refresh", "must be 100ms to 1h"));
         }
@@ -267,7 +266,7 @@ impl TryFrom<SimulateArgs> for Simulation {
             drain,
             demand,
             rule: args.share_rule,
-            fixed: args.serve.replicas,
+            fixed: args.serve.pods.replicas,
         };
         let settings = Settings {
             capacity,

@@ -37,11 +37,9 @@ const GREY: RGBColor = RGBColor(90, 90, 90);
 pub enum PlotError {
     #[error("cannot draw the plot: {0}")]
     Draw(String),
-    #[error("cannot write --plot {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The cause is said in the message, so it is not also a `source`.
+    #[error("cannot write --plot {path}: {error}")]
+    Write { path: String, error: std::io::Error },
 }
 
 fn draw_error<E: std::fmt::Display>(error: E) -> PlotError {
@@ -64,9 +62,9 @@ pub fn write(
     settings: &Settings,
 ) -> Result<(), PlotError> {
     let svg = render(run, summary, settings)?;
-    std::fs::write(path, svg).map_err(|source| PlotError::Write {
+    std::fs::write(path, svg).map_err(|error| PlotError::Write {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 
