@@ -133,7 +133,7 @@ impl Service {
         let addr = listener
             .local_addr()
             .map_or_else(|_| ctx.config.listen.to_string(), |a| a.to_string());
-        let service = warp::service(http::routes(ctx.clone()));
+        let service = http::service(ctx.clone());
         let server =
             http::server::serve(listener, service, ctx.config.connections, stopping.clone());
         ready.store(true, Ordering::Release);

@@ -24,8 +24,8 @@ use crate::level::Level;
 use exposition::{Exposition, lock};
 use prometheus::core::Collector;
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 use series::CoordinatorRow;
 use std::collections::BTreeMap;
@@ -77,7 +77,14 @@ pub struct MetricSet {
     pub requests_throttled: IntCounterVec,
     pub replicas: IntGauge,
     pub unauthorized: IntCounterVec,
+    /// HTTP requests by route (a fixed set of names, never raw paths) and status.
+    pub http_requests: IntCounterVec,
+    /// Time to the response head, by route.
+    pub http_duration: HistogramVec,
 }
+
+/// Buckets of `mdp_http_request_duration_seconds`: few, so a scrape stays small.
+pub const HTTP_DURATION_BUCKETS: [f64; 7] = [0.0005, 0.002, 0.01, 0.05, 0.25, 1.0, 10.0];
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
@@ -165,9 +172,15 @@ impl Metrics {
             IntGaugeVec,
             "mdp_build_info",
             "Build information; always 1.",
-            &["version"]
+            &["version", "commit", "rustc"]
         );
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("MDP_GIT_COMMIT"),
+                env!("MDP_RUSTC_VERSION"),
+            ])
+            .set(1);
         let tokens_granted = metric!(
             None,
             IntCounterVec,
@@ -195,6 +208,23 @@ impl Metrics {
             "Requests refused for a missing or wrong bearer token, by route.",
             &["route"]
         );
+        let http_requests = metric!(
+            None,
+            IntCounterVec,
+            "mdp_http_requests_total",
+            "HTTP requests answered, by route and status code.",
+            &["route", "status"]
+        );
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "mdp_http_request_duration_seconds",
+                "Time from a request to its response head, by route.",
+            )
+            .buckets(HTTP_DURATION_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid histogram definition");
+        register(None, Box::new(http_duration.clone()));
 
         let mut names: Vec<&str> = providers.to_vec();
         names.sort_unstable();
@@ -234,6 +264,8 @@ impl Metrics {
             requests_throttled,
             replicas,
             unauthorized,
+            http_requests,
+            http_duration,
         }))
     }
 }

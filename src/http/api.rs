@@ -18,11 +18,16 @@ use warp::{Buf, Filter};
 /// Advice to a worker refused during a pause: look again after this long.
 const PAUSED_RETRY: Duration = Duration::from_secs(1);
 
+/// The body of `/health`, keys in this order.
+pub const HEALTH_BODY: &str = r#"{"status":"healthy","service":"market-data-pipeline"}"#;
+
 pub fn health() -> Response {
-    json_response(
-        &json!({"status": "healthy", "service": "market-data-pipeline"}),
-        StatusCode::OK,
-    )
+    let mut response = Response::new(HEALTH_BODY.into());
+    response.headers_mut().insert(
+        "content-type",
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 pub fn ready(ctx: Ctx) -> Response {
