@@ -15,6 +15,7 @@ pub mod http;
 pub mod level;
 pub mod options;
 pub mod rate;
+pub mod repeats;
 pub mod replicas;
 pub mod service;
 pub mod settings;

@@ -138,6 +138,25 @@ pub fn addresses_from_hosts(text: &str, name: &str) -> Vec<IpAddr> {
     found
 }
 
+/// A failed lookup in one readable line (the resolver's own text carries the
+/// Debug form of the query and of the answer's records).
+fn lookup_error(name: &str, error: &hickory_resolver::net::NetError) -> String {
+    use hickory_resolver::net::NetError;
+    if error.is_nx_domain() {
+        return format!("{name}: no such name");
+    }
+    if error.is_no_records_found() {
+        return format!("{name}: no addresses");
+    }
+    if matches!(error, NetError::Timeout) {
+        return format!("{name}: the DNS query timed out");
+    }
+    let text = error.to_string();
+    let line = text.lines().next().unwrap_or("lookup failed");
+    let short: String = line.chars().take(160).collect();
+    format!("{name}: {short}")
+}
+
 /// Resolves the peer name once.
 pub async fn resolve(
     name: &str,
@@ -150,7 +169,10 @@ pub async fn resolve(
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         return Ok(addresses_from_hosts(&text, name));
     }
-    let answer = resolver.lookup_ip(name).await.map_err(|e| e.to_string())?;
+    let answer = resolver
+        .lookup_ip(name)
+        .await
+        .map_err(|e| lookup_error(name, &e))?;
     let mut found: Vec<IpAddr> = answer.iter().collect();
     found.sort();
     found.dedup();

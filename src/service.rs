@@ -8,6 +8,7 @@ use crate::engine::{self, Command, EngineHandle};
 use crate::feedback::pull::{self, PullConfig};
 use crate::http::{self, Ctx};
 use crate::rate::RateCoordinator;
+use crate::repeats::{Report, seconds};
 use crate::replicas::{self, ReplicaSource, ReplicaTracker, ReplicaView, Resolution};
 use crate::telemetry::Metrics;
 use std::future::Future;
@@ -16,6 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+
+/// How often a peer lookup that keeps failing is said again.
+const PEER_WARNING_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +219,7 @@ fn start_replica_watch(
                 let mut ticks = tokio::time::interval(refresh);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut failures = 0u64;
+                let mut repeats = crate::repeats::Repeats::new(PEER_WARNING_PERIOD);
                 loop {
                     tokio::select! {
                         _ = ticks.tick() => {}
@@ -228,13 +233,27 @@ fn start_replica_watch(
                     )
                     .await
                     {
-                        Ok(addresses) => Some(Resolution {
-                            addresses: u32::try_from(addresses.len()).unwrap_or(u32::MAX),
-                            includes_self: pod_ip.map(|ip| addresses.contains(&ip)),
-                        }),
+                        Ok(addresses) => {
+                            if let Report::Recovered { count, over } = repeats.success(clock.now())
+                            {
+                                tracing::info!(%name, "peer lookup works again after {count} failures in {} s", seconds(over));
+                            }
+                            Some(Resolution {
+                                addresses: u32::try_from(addresses.len()).unwrap_or(u32::MAX),
+                                includes_self: pod_ip.map(|ip| addresses.contains(&ip)),
+                            })
+                        }
                         Err(error) => {
                             failures += 1;
-                            tracing::warn!(%name, "peer lookup failed, keeping {before} replicas: {error}");
+                            match repeats.failure(clock.now()) {
+                                Report::First => {
+                                    tracing::warn!(%name, "peer lookup failed, keeping {before} replicas: {error}")
+                                }
+                                Report::Still { count, over } => {
+                                    tracing::warn!(%name, "peer lookup still failing: {count} lookups in {} s, keeping {before} replicas, last: {error}", seconds(over))
+                                }
+                                _ => tracing::debug!(%name, "peer lookup failed: {error}"),
+                            }
                             None
                         }
                     };
