@@ -236,7 +236,7 @@ fn deployment_and_services_fit_together() {
     assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "15s");
 }
 
-/// The traps of SPEC section 8, avoided.
+/// The traps of the replica matrix, avoided.
 #[test]
 fn scaled_object_avoids_the_keda_traps() {
     let (_, _, files) = exported(&[]);
@@ -375,7 +375,7 @@ fn the_pod_runs_the_exported_configuration() {
     assert_eq!(pod, expected);
 }
 
-/// `mdp simulate`, run with the exported pod's environment, reproduces SPEC section 8's
+/// `mdp simulate`, run with the exported pod's environment, reproduces the replica matrix's
 /// replica matrix and recovery times.
 #[test]
 fn simulate_on_the_exported_configuration_reproduces_the_matrix() {
@@ -869,7 +869,7 @@ async fn prometheus_evaluates_the_keda_triggers_through_the_seed_scenarios() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         // What the HPA makes of these values (AverageValue: ceil(value / target), the
-        // largest trigger wins, within the bounds) is the SPEC's replica matrix.
+        // largest trigger wins, within the bounds) is the the matrix's replica matrix.
         let wanted = triggers
             .iter()
             .zip(&values)

@@ -177,7 +177,7 @@ fn table_is_aligned_and_ends_with_the_verdict() {
     );
     let verdict = lines.last().expect("output");
     assert!(
-        verdict.starts_with("verdict: matches SPEC section 8"),
+        verdict.starts_with("verdict: matches the replica matrix"),
         "{verdict}"
     );
 }
@@ -266,7 +266,10 @@ fn a_scenario_file_with_ramps_levels_and_an_outage_runs() {
     let value = json(&["--scenario-file", shown, "--format", "json"]);
     assert_eq!(value["duration_seconds"], 570);
     assert_eq!(value["phases"][2]["level"], "hard");
-    assert!(value["spec"].is_null(), "no SPEC names, no verdict");
+    assert!(
+        value["spec"].is_null(),
+        "no replica-matrix names, no verdict"
+    );
     // Prometheus is dark, the fallback keeps the pods (currentReplicasIfHigher).
     assert!(value["phases"][2]["replicas_end"].as_u64() >= Some(6));
     // The drain passes 2000 at 146 s of 180: the 60 s window still holds pods.
@@ -276,7 +279,7 @@ fn a_scenario_file_with_ramps_levels_and_an_outage_runs() {
     assert_eq!(value["scale_down_from"], 30 + 120 + 120 + 147);
     let table = stdout(&["--scenario-file", shown]);
     assert!(
-        table.contains("verdict: no phase to compare with SPEC 8"),
+        table.contains("verdict: no phase to compare with the replica matrix"),
         "{table}"
     );
 }

@@ -1,4 +1,4 @@
-//! Alert rules (SPEC section 8): a PrometheusRule for the Prometheus Operator and the
+//! Alert rules (the replica matrix): a PrometheusRule for the Prometheus Operator and the
 //! same groups as a plain rules file for `promtool` and Prometheus without the operator.
 //! Thresholds come from the store's capacity and mdp's watermarks.
 
@@ -29,7 +29,7 @@ pub fn queue_high(config: &ServeConfig) -> f64 {
     (config.control.watermarks.hard_release * config.store_capacity as f64).round()
 }
 
-/// The alerts of SPEC section 8, plus one for the autoscaling signal vanishing.
+/// The alerts of the replica matrix, plus one for the autoscaling signal vanishing.
 ///
 /// Each expression aggregates over the pods (every pod reports the same store) and
 /// keeps `namespace`, so two installations never share an alert. Gauges are never

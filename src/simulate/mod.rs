@@ -56,7 +56,7 @@ pub struct SimulateArgs {
     ///
     /// name        1-40 letters, digits, spaces, '_', '.', '-'. Phases named idle,
     ///             normal, moderate, high, overload or recovery are checked
-    ///             against SPEC section 8.
+    ///             against the replica matrix.
     /// duration    whole seconds, as a number or a string like "90s" or "2m".
     /// depth       queue depth in messages (0..=--store-capacity), or a ramp
     ///             [from, to] walked linearly over the phase.

@@ -3,7 +3,7 @@
 
 use super::budget::GrantSummary;
 use super::model::{Run, StoreEvents};
-use super::report::{Range, SCALE_UP_PODS, SPEC_SCALE_DOWN, SPEC_SCALE_UP, Summary, spec_row};
+use super::report::{MATRIX_SCALE_DOWN, MATRIX_SCALE_UP, Range, SCALE_UP_PODS, Summary, spec_row};
 use super::scenario::Scenario;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -100,7 +100,7 @@ fn range(range: &Range) -> String {
     }
 }
 
-/// The table: settings, one row per phase with its SPEC 8 row, timings, verdict.
+/// The table: settings, one row per phase with its replica-matrix row, timings, verdict.
 pub fn table(summary: &Summary, wall: Duration) -> String {
     let s = &summary.settings;
     let mut out = String::new();
@@ -138,7 +138,7 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
         "{:<name$} {:>13} {:>6}  {:<5} {:>5}  {:>8} {:>8} {:>5}",
         "phase", "seconds", "depth", "level", "scale", "pods max", "pods end", "ready"
     );
-    out.push_str(if with_spec { "   SPEC 8\n" } else { "\n" });
+    out.push_str(if with_spec { "   matrix\n" } else { "\n" });
     for phase in &summary.phases {
         let _ = write!(
             out,
@@ -175,14 +175,14 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
             "scale-up",
             summary.scale_up_seconds,
             format!("moderate start -> {SCALE_UP_PODS} pods ready"),
-            SPEC_SCALE_UP,
+            MATRIX_SCALE_UP,
             summary.sweep.as_ref().map(|s| &s.scale_up_seconds),
         ),
         (
             "scale-down",
             summary.scale_down_seconds,
             "depth below the SOFT release -> 1 pod".to_owned(),
-            SPEC_SCALE_DOWN,
+            MATRIX_SCALE_DOWN,
             summary.sweep.as_ref().map(|s| &s.scale_down_seconds),
         ),
     ];
@@ -190,7 +190,7 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
         let ok = value.is_some_and(|v| (low..=high).contains(&v));
         let _ = write!(
             out,
-            "{name:<11} {:>7}  {meaning:<40} SPEC {low}-{high} s  {}",
+            "{name:<11} {:>7}  {meaning:<40} want {low}-{high} s  {}",
             seconds(value),
             mark(ok)
         );
@@ -211,7 +211,7 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
     if let Some(sweep) = &summary.sweep {
         let _ = writeln!(
             out,
-            "sweep: {} scrape/HPA alignments, {} match SPEC 8",
+            "sweep: {} scrape/HPA alignments, {} match the matrix",
             sweep.runs, sweep.spec_matches
         );
     }
@@ -223,11 +223,11 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
 
 fn verdict_line(summary: &Summary) -> String {
     let Some(verdict) = &summary.spec else {
-        return "verdict: no phase to compare with SPEC 8 (name phases idle, moderate, high, overload or recovery)".to_owned();
+        return "verdict: no phase to compare with the replica matrix (name phases idle, moderate, high, overload or recovery)".to_owned();
     };
     let total = verdict.checks.len();
     if verdict.matches {
-        return format!("verdict: matches SPEC section 8 ({total} of {total} checks)");
+        return format!("verdict: matches the replica matrix ({total} of {total} checks)");
     }
     let misses: Vec<String> = verdict
         .checks
@@ -243,7 +243,7 @@ fn verdict_line(summary: &Summary) -> String {
         listed.push_str(&format!("; and {more} more (--format json lists them)"));
     }
     format!(
-        "verdict: DIFFERS from SPEC section 8, {} of {total} checks miss: {listed}",
+        "verdict: DIFFERS from the replica matrix, {} of {total} checks miss: {listed}",
         misses.len()
     )
 }

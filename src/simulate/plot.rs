@@ -377,7 +377,7 @@ impl Plot<'_> {
                 ("desired pods (HPA)", Swatch::Line(DESIRED_COLOR, 3)),
                 ("ready pods", Swatch::Line(READY_COLOR, 2)),
                 (
-                    "SPEC 8 pod range (end of phase)",
+                    "replica-matrix pod range (end of phase)",
                     Swatch::Fill(BLACK.mix(0.15)),
                 ),
                 ("scale-up / scale-down time", Swatch::Span),
@@ -385,7 +385,7 @@ impl Plot<'_> {
         )
     }
 
-    /// SPEC 8's expected pod range over the second half of each phase with a SPEC name.
+    /// The replica matrix's expected pod range over the second half of each phase with a replica-matrix name.
     fn spec_ranges(&self, chart: &mut Chart<'_, '_>) -> DrawResult {
         let boxes: Vec<_> = self
             .summary
