@@ -60,6 +60,29 @@ impl DemoArgs {
     }
 }
 
+/// Shortest poll interval of the compressed demo.
+const MIN_POLL: Duration = Duration::from_millis(50);
+
+/// Compresses the service's holds and windows by `speed`, as the phases are:
+/// the relax hold, the recovery ramp, the TTLs, the replica shrink hold and the
+/// poll interval (at least [`MIN_POLL`]; the timeout within it, the pull TTL at
+/// least three polls).
+fn compress_time(serve: &mut ServeArgs, speed: f64) {
+    if speed == 1.0 {
+        return;
+    }
+    let engine = &mut serve.engine;
+    let control = &mut engine.control;
+    control.relax_after = control.relax_after.div_f64(speed);
+    control.recovery_ramp = control.recovery_ramp.div_f64(speed);
+    control.feedback_ttl = control.feedback_ttl.map(|ttl| ttl.div_f64(speed));
+    let pull = &mut engine.pull;
+    pull.pull_interval = pull.pull_interval.div_f64(speed).max(MIN_POLL);
+    pull.pull_timeout = pull.pull_timeout.div_f64(speed).min(pull.pull_interval);
+    pull.pull_ttl = pull.pull_ttl.div_f64(speed).max(pull.pull_interval * 3);
+    engine.pods.replicas_shrink_hold = engine.pods.replicas_shrink_hold.div_f64(speed);
+}
+
 /// Runs `mdp demo` until SIGTERM/SIGINT or the last cycle.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     args.validate()?;
@@ -73,6 +96,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         pull.pull_interval = Duration::from_secs(1);
         pull.pull_timeout = Duration::from_millis(500);
     }
+    compress_time(&mut serve, args.speed);
     let config = ServeConfig::try_from(serve)?;
     let service = Service::start(config).await?;
     let addr = service.local_addr()?;
@@ -94,5 +118,54 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("item accounting does not balance: {accounting}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Demo {
+        #[command(flatten)]
+        args: DemoArgs,
+    }
+
+    fn demo(argv: &[&str]) -> DemoArgs {
+        let mut all = vec!["demo"];
+        all.extend_from_slice(argv);
+        Demo::try_parse_from(all).expect("parses").args
+    }
+
+    #[test]
+    fn holds_and_windows_scale_with_the_speed() {
+        let mut serve = demo(&[]).serve;
+        serve.engine.pull.pull_interval = Duration::from_secs(1);
+        serve.engine.pull.pull_timeout = Duration::from_millis(500);
+        compress_time(&mut serve, 10.0);
+        let engine = &serve.engine;
+        assert_eq!(engine.control.relax_after, Duration::from_millis(300));
+        assert_eq!(engine.pull.pull_interval, Duration::from_millis(100));
+        assert_eq!(engine.pull.pull_timeout, Duration::from_millis(50));
+        assert_eq!(engine.pull.pull_ttl, Duration::from_secs(3));
+        assert_eq!(
+            engine.pods.replicas_shrink_hold,
+            Duration::from_millis(1500)
+        );
+        crate::config::ServeConfig::try_from(serve).expect("still a valid configuration");
+
+        let mut fast = demo(&[]).serve;
+        compress_time(&mut fast, 1000.0);
+        assert_eq!(fast.engine.pull.pull_interval, MIN_POLL);
+        crate::config::ServeConfig::try_from(fast).expect("valid at the top speed too");
+    }
+
+    #[test]
+    fn every_refused_demo_option_is_reported() {
+        let err = demo(&["--speed", "0", "--batch", "0"])
+            .validate()
+            .expect_err("refused");
+        assert_eq!(err.options(), ["speed", "batch"]);
     }
 }
