@@ -103,7 +103,7 @@ async fn a_fast_cycle_ends_its_recovery_at_ok() {
         .lines()
         .filter_map(|l| l.split("level ").nth(1))
         .filter_map(|l| l.split(':').next())
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no level change during recovery: {stdout}"));
     assert!(
         last_level.ends_with("-> OK"),
