@@ -1,30 +1,23 @@
 //! Validated configuration: what the service runs with, built from raw arguments.
 
 use crate::autoscale::AutoscaleConfig;
-use crate::cli::ServeArgs;
 use crate::control::{ControlConfig, ScalePolicy, Watermarks};
 use crate::feedback::pull::PullConfig;
 use crate::level::Level;
+use crate::options::{AuthArgs, BudgetArgs, EngineArgs, HttpArgs, PodArgs, PullArgs, ServeArgs};
 use crate::rate::ProviderSpec;
 use crate::replicas::ReplicaSource;
+use crate::settings::{OptionError, OptionErrors};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
-/// A start-up configuration error: names the option and what is wrong.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid --{option}: {message}")]
-pub struct ConfigError {
-    pub option: &'static str,
-    pub message: String,
-}
+/// A start-up configuration error: every refused option, each named, on one line.
+pub type ConfigError = OptionErrors;
 
-fn refuse(option: &'static str, message: impl ToString) -> ConfigError {
-    ConfigError {
-        option,
-        message: message.to_string(),
-    }
+fn refuse(option: &'static str, message: impl ToString) -> OptionError {
+    OptionError::new(option, message)
 }
 
 /// Connection-level limits.
@@ -82,7 +75,7 @@ pub struct ServeConfig {
     pub replicas: ReplicaSource,
     /// A smaller replica count must hold this long before the share grows.
     pub replicas_shrink_hold: Duration,
-    /// The shared budget in Redis, when configured.
+    /// The shared budget in Redis, when asked for.
     pub budget_redis: Option<crate::rate::SharedConfig>,
     pub http: HttpLimits,
     pub connections: ConnectionLimits,
@@ -97,120 +90,170 @@ pub struct ServeConfig {
 impl TryFrom<ServeArgs> for ServeConfig {
     type Error = ConfigError;
 
+    /// Checks every option and reports all the refused ones at once.
     fn try_from(args: ServeArgs) -> Result<Self, ConfigError> {
-        let providers = parse_providers(&args.providers)?;
-        if let Some(name) = &args.feedback_provider
+        let ServeArgs {
+            engine,
+            http,
+            auth,
+            budget,
+        } = args;
+        let EngineArgs {
+            providers: provider_args,
+            control: c,
+            pull: pull_args,
+            autoscale: autoscale_args,
+            pods,
+        } = engine;
+        let mut errors = OptionErrors::default();
+        let providers = errors.check(parse_providers(&provider_args.providers));
+        if let (Some(name), Some(providers)) = (&provider_args.feedback_provider, &providers)
             && !providers.iter().any(|p| &p.name == name)
         {
-            return Err(refuse(
+            errors.refuse(
                 "feedback-provider",
                 format!("{name:?} is not a configured --provider"),
-            ));
+            );
         }
-        let watermarks = Watermarks::try_new(
-            args.soft_watermark,
-            args.hard_watermark,
-            args.hard_release,
-            args.soft_release,
+        let watermarks = errors.check(
+            Watermarks::try_new(
+                c.soft_watermark,
+                c.hard_watermark,
+                c.hard_release,
+                c.soft_release,
+            )
+            .map_err(|e| refuse(watermark_option(&e), e)),
+        );
+        let policy = errors.check(
+            ScalePolicy::try_new(c.scale_ok, c.scale_soft, c.scale_hard)
+                .map_err(|e| refuse(scale_option(&e), e)),
+        );
+        let stale_level = errors.check(
+            c.stale_level
+                .parse::<Level>()
+                .map_err(|e| refuse("stale-level", e)),
+        );
+        if stale_level == Some(Level::Ok) {
+            errors.refuse("stale-level", "a stale coordinator must never count as ok");
+        }
+        if c.feedback_ttl.is_some_and(|ttl| ttl.is_zero()) {
+            errors.refuse("feedback-ttl", "must be > 0 (omit it to turn the TTL off)");
+        }
+        if c.max_coordinators == 0 {
+            errors.refuse("max-coordinators", "must be >= 1");
+        }
+        if c.forget_after.is_some_and(|after| after.is_zero()) {
+            errors.refuse(
+                "forget-after",
+                "must be > 0 (leave it unset to never forget)",
+            );
+        }
+        if pull_args.store_capacity == 0 {
+            errors.refuse("store-capacity", "must be > 0");
+        }
+        let pull = match pull_args.store_metrics_url.clone() {
+            Some(url) => errors.check(pull_config(&pull_args, url).map(Some)),
+            None => Some(None),
+        };
+        let autoscale = watermarks.and_then(|w| {
+            errors.check(autoscale_args.build(pull_args.store_capacity, w.soft_release))
+        });
+        let replicas = errors.check(replica_source(&pods));
+        let connections = errors.check(connection_limits(&http));
+        let auth_token = errors.check(auth_token(&auth));
+        let budget_redis = errors.check(budget_redis(&budget));
+        if auth.auth_reads && matches!(auth_token, Some(None)) {
+            errors.refuse("auth-reads", "needs --auth-token or --auth-token-file");
+        }
+        if http.max_body < 1024 {
+            errors.refuse("max-body", "must be at least 1024 bytes");
+        }
+        let (
+            Some(providers),
+            Some(watermarks),
+            Some(policy),
+            Some(stale_level),
+            Some(pull),
+            Some(autoscale),
+            Some(replicas),
+            Some(connections),
+            Some(auth_token),
+            Some(budget_redis),
+            true,
+        ) = (
+            providers,
+            watermarks,
+            policy,
+            stale_level,
+            pull,
+            autoscale,
+            replicas,
+            connections,
+            auth_token,
+            budget_redis,
+            errors.is_empty(),
         )
-        .map_err(|e| refuse(watermark_option(&e), e))?;
-        let policy = ScalePolicy::try_new(args.scale_ok, args.scale_soft, args.scale_hard)
-            .map_err(|e| refuse(scale_option(&e), e))?;
-        let stale_level: Level = args
-            .stale_level
-            .parse()
-            .map_err(|e| refuse("stale-level", e))?;
-        if stale_level == Level::Ok {
-            return Err(refuse(
-                "stale-level",
-                "a stale coordinator must never count as ok",
-            ));
-        }
-        if args.feedback_ttl.is_some_and(|ttl| ttl.is_zero()) {
-            return Err(refuse(
-                "feedback-ttl",
-                "must be > 0 (omit it to turn the TTL off)",
-            ));
-        }
-        if args.max_coordinators == 0 {
-            return Err(refuse("max-coordinators", "must be >= 1"));
-        }
+        else {
+            return Err(errors);
+        };
         let control = ControlConfig {
             watermarks,
             policy,
-            relax_after: args.relax_after,
-            recovery_ramp: args.recovery_ramp,
-            push_ttl: args.feedback_ttl,
-            pull_ttl: args.pull_ttl,
-            pull_max_failures: args.pull_max_failures,
+            relax_after: c.relax_after,
+            recovery_ramp: c.recovery_ramp,
+            push_ttl: c.feedback_ttl,
+            pull_ttl: pull_args.pull_ttl,
+            pull_max_failures: pull_args.pull_max_failures,
             stale_level,
-            max_coordinators: args.max_coordinators,
-            forget_after: args.forget_after,
-            pulled: args.store_metrics_url.is_some(),
-            rate_policy: args.policy,
+            max_coordinators: c.max_coordinators,
+            forget_after: c.forget_after,
+            pulled: pull_args.store_metrics_url.is_some(),
+            rate_policy: c.policy,
             proportional: crate::control::ProportionalTuning::for_watermarks(
                 watermarks.soft_at,
                 watermarks.hard_at,
             ),
         };
-        if args.forget_after.is_some_and(|after| after.is_zero()) {
-            return Err(refuse(
-                "forget-after",
-                "must be > 0 (leave it unset to never forget)",
-            ));
-        }
-        let pull = args
-            .store_metrics_url
-            .clone()
-            .map(|url| pull_config(&args, url))
-            .transpose()?;
-        if args.store_capacity == 0 {
-            return Err(refuse("store-capacity", "must be > 0"));
-        }
-        let autoscale = args
-            .autoscale
-            .build(args.store_capacity, watermarks.soft_release)
-            .map_err(|e| refuse("max-replicas", e))?;
-        let replicas = replica_source(&args)?;
-        let connections = connection_limits(&args)?;
-        let budget_redis = budget_redis(&args)?;
-        let auth_token = auth_token(&args)?;
-        if args.auth_reads && auth_token.is_none() {
-            return Err(refuse(
-                "auth-reads",
-                "needs --auth-token or --auth-token-file",
-            ));
-        }
-        if args.max_body < 1024 {
-            return Err(refuse("max-body", "must be at least 1024 bytes"));
-        }
         Ok(ServeConfig {
-            listen: args.listen,
+            listen: http.listen,
             providers,
-            feedback_enabled: args.feedback_enabled,
-            feedback_provider: args.feedback_provider,
+            feedback_enabled: provider_args.feedback_enabled,
+            feedback_provider: provider_args.feedback_provider,
             control,
             pull,
-            store_capacity: args.store_capacity,
+            store_capacity: pull_args.store_capacity,
             autoscale,
             replicas,
-            replicas_shrink_hold: args.replicas_shrink_hold,
+            replicas_shrink_hold: pods.replicas_shrink_hold,
             budget_redis,
             http: HttpLimits {
-                max_body: args.max_body,
-                acquire_max_wait: args.acquire_max_wait,
+                max_body: http.max_body,
+                acquire_max_wait: http.acquire_max_wait,
             },
             connections,
             auth_token,
-            auth_reads: args.auth_reads,
-            drain_delay: args.drain_delay,
-            shutdown_timeout: args.shutdown_timeout,
-            max_clock_skew: args.max_clock_skew,
+            auth_reads: auth.auth_reads,
+            drain_delay: pods.drain_delay,
+            shutdown_timeout: http.shutdown_timeout,
+            max_clock_skew: c.max_clock_skew,
         })
     }
 }
 
-fn auth_token(args: &ServeArgs) -> Result<Option<Token>, ConfigError> {
+impl ServeConfig {
+    /// The configuration of the engine alone (as `mdp simulate` models it): the
+    /// HTTP and authentication settings take their defaults.
+    pub fn for_engine(engine: EngineArgs) -> Result<Self, ConfigError> {
+        ServeConfig::try_from(ServeArgs {
+            engine,
+            http: crate::options::defaults(),
+            auth: crate::options::defaults(),
+            budget: crate::options::defaults(),
+        })
+    }
+}
+
+fn auth_token(args: &AuthArgs) -> Result<Option<Token>, OptionError> {
     let (text, option) = match (&args.auth_token, &args.auth_token_file) {
         (Some(text), _) => (text.clone(), "auth-token"),
         (None, Some(path)) => {
@@ -233,7 +276,7 @@ fn auth_token(args: &ServeArgs) -> Result<Option<Token>, ConfigError> {
     })
 }
 
-fn budget_redis(args: &ServeArgs) -> Result<Option<crate::rate::SharedConfig>, ConfigError> {
+fn budget_redis(args: &BudgetArgs) -> Result<Option<crate::rate::SharedConfig>, OptionError> {
     let Some(url) = &args.budget_redis else {
         return Ok(None);
     };
@@ -257,7 +300,7 @@ fn budget_redis(args: &ServeArgs) -> Result<Option<crate::rate::SharedConfig>, C
     Ok(Some(config))
 }
 
-fn connection_limits(args: &ServeArgs) -> Result<ConnectionLimits, ConfigError> {
+fn connection_limits(args: &HttpArgs) -> Result<ConnectionLimits, OptionError> {
     if args.max_connections == 0 {
         return Err(refuse("max-connections", "must be >= 1"));
     }
@@ -277,7 +320,7 @@ fn connection_limits(args: &ServeArgs) -> Result<ConnectionLimits, ConfigError> 
     })
 }
 
-fn replica_source(args: &ServeArgs) -> Result<ReplicaSource, ConfigError> {
+fn replica_source(args: &PodArgs) -> Result<ReplicaSource, OptionError> {
     match (&args.replicas, &args.replicas_dns) {
         (Some(0), _) => Err(refuse("replicas", "must be >= 1")),
         (Some(n), _) => Ok(ReplicaSource::Static(*n)),
@@ -307,7 +350,7 @@ fn replica_source(args: &ServeArgs) -> Result<ReplicaSource, ConfigError> {
     }
 }
 
-fn parse_providers(texts: &[String]) -> Result<Vec<ProviderSpec>, ConfigError> {
+fn parse_providers(texts: &[String]) -> Result<Vec<ProviderSpec>, OptionError> {
     let mut providers: Vec<ProviderSpec> = Vec::new();
     for text in texts.iter().filter(|t| !t.trim().is_empty()) {
         let spec: ProviderSpec = text.parse().map_err(|e| refuse("provider", e))?;
@@ -325,7 +368,7 @@ fn parse_providers(texts: &[String]) -> Result<Vec<ProviderSpec>, ConfigError> {
     Ok(providers)
 }
 
-fn pull_config(args: &ServeArgs, url: String) -> Result<PullConfig, ConfigError> {
+fn pull_config(args: &PullArgs, url: String) -> Result<PullConfig, OptionError> {
     let parsed = reqwest::Url::parse(&url).map_err(|e| refuse("store-metrics-url", e))?;
     if parsed.scheme() != "http" {
         return Err(refuse(
@@ -347,9 +390,6 @@ fn pull_config(args: &ServeArgs, url: String) -> Result<PullConfig, ConfigError>
     }
     if args.pull_max_failures == 0 {
         return Err(refuse("pull-max-failures", "must be >= 1"));
-    }
-    if args.store_capacity == 0 {
-        return Err(refuse("store-capacity", "must be > 0"));
     }
     if args.pull_metric.is_empty() || args.pull_label.is_empty() {
         return Err(refuse(
@@ -384,16 +424,18 @@ fn scale_option(error: &crate::control::ScalePolicyError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
     use clap::Parser;
 
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
     fn config(extra: &[&str]) -> Result<ServeConfig, ConfigError> {
-        let mut argv = vec!["mdp", "serve"];
+        let mut argv = vec!["serve"];
         argv.extend_from_slice(extra);
-        let Command::Serve(args) = Cli::try_parse_from(argv).expect("parses").command else {
-            panic!("serve parsed as another command")
-        };
-        ServeConfig::try_from(args)
+        ServeConfig::try_from(Serve::try_parse_from(argv).expect("parses").args)
     }
 
     #[test]
@@ -465,5 +507,34 @@ mod tests {
         let pull = cfg.pull.expect("pull mode on");
         assert_eq!(pull.capacity, 10_000);
         assert_eq!(pull.metric, "mds_coord_queue_depth");
+    }
+
+    #[test]
+    fn every_invalid_option_is_reported_at_once() {
+        let err = config(&[
+            "--soft-watermark",
+            "0.95",
+            "--provider",
+            "ibkr=0/s",
+            "--max-body",
+            "10",
+            "--replicas",
+            "0",
+        ])
+        .expect_err("refused");
+        assert_eq!(
+            err.options(),
+            ["provider", "soft-watermark", "replicas", "max-body"]
+        );
+        let line = err.to_string();
+        assert!(!line.contains('\n'), "{line}");
+        assert_eq!(line.matches("invalid --").count(), 4, "{line}");
+    }
+
+    #[test]
+    fn the_engine_alone_ignores_network_variables() {
+        let engine: EngineArgs = crate::options::defaults();
+        let cfg = ServeConfig::for_engine(engine).expect("valid");
+        assert_eq!(cfg.control, ControlConfig::default());
     }
 }

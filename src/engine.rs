@@ -9,6 +9,7 @@ use crate::control::{
 use crate::feedback::pull::{PollOutcome, PullConfig};
 use crate::level::Level;
 use crate::rate::RateCoordinator;
+use crate::repeats::{Report, seconds};
 use crate::telemetry::{CoordinatorSample, Metrics};
 use serde::Serialize;
 use series::Series;
@@ -94,6 +95,9 @@ pub struct Sample {
 /// Shared read side of the history ring.
 pub type History = Arc<RwLock<VecDeque<Sample>>>;
 
+/// How often a store poll that keeps failing is said again.
+const POLL_WARNING_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How the rest of the service talks to the loop. Request handlers clone it
 /// per request: it is one reference count around the [`Channels`].
 #[derive(Debug, Clone)]
@@ -161,6 +165,8 @@ struct Engine {
     publish: watch::Sender<Arc<Snapshot>>,
     history: History,
     pull_capacity: u64,
+    /// Failed polls: the first warns, repeats are summarised.
+    poll_failures: crate::repeats::Repeats,
     seq: u64,
     applied_scale: f64,
     /// (scale, level) last written to the providers' gauges.
@@ -221,6 +227,7 @@ pub fn build(
         publish: watch::channel(Arc::new(empty_snapshot())).0,
         history: history.clone(),
         pull_capacity: pull.map_or(10_000, |p| p.capacity),
+        poll_failures: crate::repeats::Repeats::new(POLL_WARNING_PERIOD),
         seq: 0,
         applied_scale: f64::NAN,
         gauged: None,
@@ -349,6 +356,12 @@ impl Engine {
             PollOutcome::Depths(depths) => {
                 self.metrics.polls.with_label_values(&["ok"]).inc();
                 self.controller.pull_succeeded();
+                if let Report::Recovered { count, over } = self.poll_failures.success(now) {
+                    tracing::info!(
+                        "store poll works again after {count} failed polls in {} s",
+                        seconds(over)
+                    );
+                }
                 let ts = unix_now();
                 for (id, depth) in depths {
                     let observation = Observation {
@@ -371,7 +384,17 @@ impl Engine {
             }
             PollOutcome::Failed(error) => {
                 self.metrics.polls.with_label_values(&["error"]).inc();
-                tracing::warn!(reason = error.reason(), "store poll failed: {error}");
+                match self.poll_failures.failure(now) {
+                    Report::First => {
+                        tracing::warn!(reason = error.reason(), "store poll failed: {error}");
+                    }
+                    Report::Still { count, over } => tracing::warn!(
+                        reason = error.reason(),
+                        "store poll still failing: {count} polls in {} s, last: {error}",
+                        seconds(over)
+                    ),
+                    _ => tracing::debug!(reason = error.reason(), "store poll failed: {error}"),
+                }
                 self.controller.pull_failed(now);
             }
         }

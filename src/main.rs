@@ -2,12 +2,20 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
+use clap::error::ErrorKind;
 use mdp::cli::{Cli, Command, LogFormat};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(&cli.log, cli.log_format);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return clap_error(&error),
+    };
+    if let Err(message) = init_logging(&cli.log, cli.log_format) {
+        eprintln!("mdp: {message}");
+        return ExitCode::from(2);
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         // A task that died at run time is a fault (1); anything else is a
@@ -17,10 +25,49 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(error) => {
-            eprintln!("mdp: {error:#}");
+            eprintln!("mdp: {}", one_line(&error));
             ExitCode::from(2)
         }
     }
+}
+
+/// Help and version as clap writes them; any other clap error on one line.
+fn clap_error(error: &clap::Error) -> ExitCode {
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("invalid command line");
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("mdp: {message} (see mdp --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// An error and its causes, each said once: a cause whose text its parent
+/// already shows is not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
@@ -45,14 +92,22 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Colour only on a terminal, and never when `NO_COLOR` is set (to anything but "").
+fn colour() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
+fn init_logging(filter: &str, format: LogFormat) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map_err(|e| format!("invalid --log {filter:?}: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.compact().init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.compact().with_ansi(colour()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
     }
+    Ok(())
 }

@@ -13,6 +13,7 @@
 //!   `1/max_replicas` for one refresh interval.
 //! - *Failures change nothing.* An unanswered lookup keeps the last count.
 
+use crate::repeats::{Report, seconds};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -138,6 +139,25 @@ pub fn addresses_from_hosts(text: &str, name: &str) -> Vec<IpAddr> {
     found
 }
 
+/// A failed lookup in one readable line (the resolver's own text carries the
+/// Debug form of the query and of the answer's records).
+fn lookup_error(name: &str, error: &hickory_resolver::net::NetError) -> String {
+    use hickory_resolver::net::NetError;
+    if error.is_nx_domain() {
+        return format!("{name}: no such name");
+    }
+    if error.is_no_records_found() {
+        return format!("{name}: no addresses");
+    }
+    if matches!(error, NetError::Timeout) {
+        return format!("{name}: the DNS query timed out");
+    }
+    let text = error.to_string();
+    let line = text.lines().next().unwrap_or("lookup failed");
+    let short: String = line.chars().take(160).collect();
+    format!("{name}: {short}")
+}
+
 /// Resolves the peer name once.
 pub async fn resolve(
     name: &str,
@@ -150,7 +170,10 @@ pub async fn resolve(
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         return Ok(addresses_from_hosts(&text, name));
     }
-    let answer = resolver.lookup_ip(name).await.map_err(|e| e.to_string())?;
+    let answer = resolver
+        .lookup_ip(name)
+        .await
+        .map_err(|e| lookup_error(name, &e))?;
     let mut found: Vec<IpAddr> = answer.iter().collect();
     found.sort();
     found.dedup();
@@ -273,6 +296,9 @@ impl ReplicaView {
     }
 }
 
+/// How often a peer lookup that keeps failing is said again.
+const PEER_WARNING_PERIOD: Duration = Duration::from_secs(60);
+
 /// Keeps the replica count current from a headless Service's addresses.
 pub struct DnsWatch {
     pub name: String,
@@ -308,6 +334,7 @@ impl DnsWatch {
         let mut ticks = tokio::time::interval(self.refresh);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u64;
+        let mut repeats = crate::repeats::Repeats::new(PEER_WARNING_PERIOD);
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
@@ -316,13 +343,26 @@ impl DnsWatch {
             let before = self.tracker.effective();
             let name = &self.name;
             let resolution = match resolve(name, self.hosts_file.as_deref(), &self.resolver).await {
-                Ok(addresses) => Some(Resolution {
-                    addresses: u32::try_from(addresses.len()).unwrap_or(u32::MAX),
-                    includes_self: self.pod_ip.map(|ip| addresses.contains(&ip)),
-                }),
+                Ok(addresses) => {
+                    if let Report::Recovered { count, over } = repeats.success(clock.now()) {
+                        tracing::info!(%name, "peer lookup works again after {count} failures in {} s", seconds(over));
+                    }
+                    Some(Resolution {
+                        addresses: u32::try_from(addresses.len()).unwrap_or(u32::MAX),
+                        includes_self: self.pod_ip.map(|ip| addresses.contains(&ip)),
+                    })
+                }
                 Err(error) => {
                     failures += 1;
-                    tracing::warn!(%name, "peer lookup failed, keeping {before} replicas: {error}");
+                    match repeats.failure(clock.now()) {
+                        Report::First => {
+                            tracing::warn!(%name, "peer lookup failed, keeping {before} replicas: {error}")
+                        }
+                        Report::Still { count, over } => {
+                            tracing::warn!(%name, "peer lookup still failing: {count} lookups in {} s, keeping {before} replicas, last: {error}", seconds(over))
+                        }
+                        _ => tracing::debug!(%name, "peer lookup failed: {error}"),
+                    }
                     None
                 }
             };

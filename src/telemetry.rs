@@ -24,8 +24,8 @@ use crate::level::Level;
 use exposition::{Exposition, lock};
 use prometheus::core::Collector;
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 use series::CoordinatorRow;
 use std::collections::BTreeMap;
@@ -80,6 +80,10 @@ pub struct MetricSet {
     pub replicas: IntGauge,
     pub unauthorized: IntCounterVec,
     pub budget_mode: IntGaugeVec,
+    /// HTTP requests by route (a fixed set of names, never raw paths) and status.
+    pub http_requests: IntCounterVec,
+    /// Time to the response head, by route.
+    pub http_duration: HistogramVec,
 }
 
 /// Where a pod's tokens come from (`mdp_budget_mode`).
@@ -104,6 +108,9 @@ impl BudgetMode {
         }
     }
 }
+
+/// Buckets of `mdp_http_request_duration_seconds`: few, so a scrape stays small.
+pub const HTTP_DURATION_BUCKETS: [f64; 7] = [0.0005, 0.002, 0.01, 0.05, 0.25, 1.0, 10.0];
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
@@ -198,9 +205,15 @@ impl Metrics {
             IntGaugeVec,
             "mdp_build_info",
             "Build information; always 1.",
-            &["version"]
+            &["version", "commit", "rustc"]
         );
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("MDP_GIT_COMMIT"),
+                env!("MDP_RUSTC_VERSION"),
+            ])
+            .set(1);
         let tokens_granted = metric!(
             None,
             IntCounterVec,
@@ -240,6 +253,23 @@ impl Metrics {
                 .with_label_values(&[mode.as_str()])
                 .set(i64::from(mode == BudgetMode::Split));
         }
+        let http_requests = metric!(
+            None,
+            IntCounterVec,
+            "mdp_http_requests_total",
+            "HTTP requests answered, by route and status code.",
+            &["route", "status"]
+        );
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "mdp_http_request_duration_seconds",
+                "Time from a request to its response head, by route.",
+            )
+            .buckets(HTTP_DURATION_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid histogram definition");
+        register(None, Box::new(http_duration.clone()));
 
         let mut names: Vec<&str> = providers.to_vec();
         names.sort_unstable();
@@ -281,6 +311,8 @@ impl Metrics {
             replicas,
             unauthorized,
             budget_mode,
+            http_requests,
+            http_duration,
         }))
     }
 }

@@ -572,6 +572,76 @@ const PAGE_SUMMARY: &str = "(() => { const t = (id) => (document.getElementById(
 
 const DIGITS_OF_DEPTH: &str = "(document.getElementById('queue-depth').textContent || '').replace(/[\\s,.'\\u00a0\\u202f]/g, '')";
 
+/// The text of the first provider's scale cell.
+const PROVIDER_SCALE: &str =
+    "((document.querySelector('#providers tbody td.scale') || {}).textContent || '').trim()";
+/// The colour zone of the queue bar.
+const DEPTH_ZONE: &str = "document.getElementById('util-fill').dataset.zone";
+
+/// The queue bar follows the depth against the watermarks while the level
+/// still holds HARD (the relax hold), and the level bands are visible.
+#[test]
+fn the_depth_bar_is_coloured_by_depth_not_by_level() {
+    let Some(mut browser) = browser() else {
+        return;
+    };
+    browser.describe_with(PAGE_SUMMARY);
+    let server = MdpProcess::serve(&["--relax-after", "10m"], &[]);
+    post_feedback(server.addr, 9500, "hard");
+    browser.open(&server.url("/"), 1280, 900, false);
+    let wait = Duration::from_secs(15);
+    browser.wait_for(&level_shows("HARD"), wait);
+    browser.wait_for(&format!("{DEPTH_ZONE} === 'hard'"), wait);
+    post_feedback(server.addr, 6000, "soft");
+    browser.wait_for(&format!("{DIGITS_OF_DEPTH} === '6000'"), wait);
+    browser.wait_for(&format!("{DEPTH_ZONE} === 'soft'"), wait);
+    post_feedback(server.addr, 800, "ok");
+    browser.wait_for(&format!("{DIGITS_OF_DEPTH} === '800'"), wait);
+    browser.wait_for(&format!("{DEPTH_ZONE} === 'ok'"), wait);
+    assert_eq!(
+        browser.eval("document.getElementById('level').textContent.trim()"),
+        "HARD"
+    );
+    let green = browser.eval(
+        "(() => { const [r, g, b] = getComputedStyle(document.getElementById('util-fill'))
+            .backgroundColor.match(/\\d+/g).map(Number); return g > r + 40; })()",
+    );
+    assert_eq!(green, true, "the bar at 8 % is green while HARD holds");
+    let band_alpha = browser.eval(
+        "parseFloat(getComputedStyle(document.documentElement).getPropertyValue('--band-hard').split(',')[3])",
+    );
+    assert!(
+        band_alpha.as_f64().is_some_and(|a| a >= 0.25),
+        "faint HARD band: {band_alpha}"
+    );
+}
+
+/// On a phone the trigger names stay whole: each name cell is one line high,
+/// as tall as the number beside it.
+#[test]
+fn trigger_names_do_not_break_on_a_phone() {
+    let Some(mut browser) = browser() else {
+        return;
+    };
+    browser.describe_with(PAGE_SUMMARY);
+    let server = MdpProcess::serve(&[], &[]);
+    post_feedback(server.addr, 9500, "hard");
+    browser.open(&server.url("/"), 360, 800, true);
+    let wait = Duration::from_secs(15);
+    browser.wait_for(
+        "document.querySelectorAll('#trigger-rows tr').length >= 2",
+        wait,
+    );
+    let broken = browser.eval(
+        "JSON.stringify(Array.from(document.querySelectorAll('#trigger-rows tr')).filter((row) => {
+            const [name, value] = row.cells;
+            return name.getBoundingClientRect().height > value.getBoundingClientRect().height + 1
+                || getComputedStyle(name).whiteSpace !== 'nowrap';
+        }).map((row) => row.cells[0].textContent))",
+    );
+    assert_eq!(broken, "[]", "trigger names broken across lines");
+}
+
 #[test]
 fn dashboard_follows_the_level_live_in_chromium() {
     let Some(mut browser) = browser() else {
@@ -586,6 +656,8 @@ fn dashboard_follows_the_level_live_in_chromium() {
     browser.wait_for(&level_shows("HARD"), wait);
     browser.wait_for(&format!("{DIGITS_OF_DEPTH} === '9500'"), wait);
     browser.wait_for("document.body.dataset.conn === 'live'", wait);
+    browser.wait_for(&format!("{PROVIDER_SCALE} === 'paused'"), wait);
+    browser.wait_for(&format!("{DEPTH_ZONE} === 'hard'"), wait);
     fits_every_width(&mut browser);
     // Survives only as long as this document: a reload would drop it.
     browser.eval("window.mdpTestDocument = 'first load'");

@@ -74,3 +74,39 @@ async fn demo_walks_through_every_level_and_loses_nothing() {
     }
     assert!(stdout.contains("dashboard"), "{stdout}");
 }
+
+/// At `--speed 10` the relax hold is 300 ms, so the recovery phase relaxes to OK
+/// before the cycle ends (with the hold at its full 3 s it ended still at HARD).
+#[tokio::test]
+async fn a_fast_cycle_ends_its_recovery_at_ok() {
+    let mut demo = MdpProcess::spawn_with_stdout(
+        &[
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "10",
+            "--cycles",
+            "1",
+        ],
+        &[],
+    );
+    let status = demo
+        .wait_exit(Duration::from_secs(60))
+        .expect("demo ends after one cycle");
+    assert!(status.success(), "{status:?}");
+    let stdout = demo.stdout_text();
+    let recovery = stdout
+        .find("phase 4/4 recovery")
+        .unwrap_or_else(|| panic!("no recovery phase in {stdout}"));
+    let last_level = stdout[recovery..]
+        .lines()
+        .filter_map(|l| l.split("level ").nth(1))
+        .filter_map(|l| l.split(':').next())
+        .next_back()
+        .unwrap_or_else(|| panic!("no level change during recovery: {stdout}"));
+    assert!(
+        last_level.ends_with("-> OK"),
+        "recovery ended at {last_level}: {stdout}"
+    );
+}

@@ -412,6 +412,9 @@ fn the_pod_runs_the_exported_configuration() {
     }
     assert_eq!(pod.drain_delay, options.drain_delay);
     assert_eq!(pod.autoscale.max_replicas, 8);
+    // The Deployment names the IPv4 wildcard; the default of `serve` is dual-stack.
+    assert_eq!(pod.listen.port(), expected.listen.port());
+    pod.listen = expected.listen;
     pod.replicas = expected.replicas.clone();
     pod.drain_delay = expected.drain_delay;
     assert_eq!(pod, expected);

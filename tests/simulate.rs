@@ -266,7 +266,10 @@ fn a_scenario_file_with_ramps_levels_and_an_outage_runs() {
     let value = json(&["--scenario-file", shown, "--format", "json"]);
     assert_eq!(value["duration_seconds"], 570);
     assert_eq!(value["phases"][2]["level"], "hard");
-    assert!(value["spec"].is_null(), "no SPEC names, no verdict");
+    assert!(
+        value["spec"].is_null(),
+        "no replica-matrix names, no verdict"
+    );
     // Prometheus is dark, the fallback keeps the pods (currentReplicasIfHigher).
     assert!(value["phases"][2]["replicas_end"].as_u64() >= Some(6));
     // The drain passes 2000 at 146 s of 180: the 60 s window still holds pods.

@@ -219,7 +219,6 @@
     setText(badge, levelLabel(lvl));
     setAttr(badge, 'data-level', lvl);
     setAttr(badge.closest('.card'), 'data-level', lvl);
-    setAttr($('util-fill'), 'data-level', lvl);
 
     const raw = levelOf(s.raw_level);
     let rawText = s.raw_level == null ? '—' : levelLabel(raw);
@@ -244,6 +243,9 @@
 
     const util = cap > 0 ? depth / cap : NaN;
     $('util-fill').style.width = isNaN(util) ? '0' : Math.min(100, util * 100).toFixed(1) + '%';
+    // Coloured by where the depth stands against the watermarks, not by the level
+    // (which lags by the hysteresis and the relax hold).
+    setAttr($('util-fill'), 'data-zone', depthZone(util, num(th.soft_watermark), num(th.hard_watermark)));
     placeMark($('mark-soft'), num(th.soft_watermark));
     placeMark($('mark-hard'), num(th.hard_watermark));
 
@@ -252,6 +254,14 @@
       text += ' · SOFT at ' + fmtPct(th.soft_watermark) + ', HARD at ' + fmtPct(th.hard_watermark);
     }
     setText($('util-text'), text);
+  }
+
+  /* Which side of the watermarks a depth fraction is on: ok, soft or hard. */
+  function depthZone(util, soft, hard) {
+    if (isNaN(util)) return 'ok';
+    if (!isNaN(hard) && util >= hard) return 'hard';
+    if (!isNaN(soft) && util >= soft) return 'soft';
+    return 'ok';
   }
 
   function placeMark(mark, frac) {
@@ -342,6 +352,7 @@
     let scale = fmtScale(p.scale);
     const target = num(p.target_scale);
     if (!isNaN(target) && Math.abs(target - num(p.scale)) > 0.005) scale += ' → ' + fmtScale(target);
+    else if (num(p.scale) === 0 && p.feedback !== false) scale = 'paused';
     return [
       { text: String(p.name || '?'), cls: 'name' },
       { text: scale, cls: 'n scale', bar: p.scale },

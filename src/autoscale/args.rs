@@ -2,7 +2,7 @@
 //! (the dashboard's "replicas now"), `simulate` and `export`.
 
 use super::{AutoscaleConfig, Trigger, Versions};
-use crate::cli::duration;
+use crate::settings::{OptionError, duration};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,24 +57,8 @@ pub struct AutoscaleArgs {
     pub k8s_version: Option<String>,
 }
 
-/// Why the autoscaling options were refused.
-#[derive(Debug, thiserror::Error)]
-pub enum AutoscaleArgsError {
-    #[error("invalid --autoscale-config: cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid --autoscale-config: {0}")]
-    Parse(serde_json::Error),
-    #[error("invalid autoscaling configuration: {0}")]
-    Invalid(#[from] super::ConfigError),
-    #[error("invalid --{option}: {source}")]
-    Version {
-        option: &'static str,
-        source: super::versions::VersionError,
-    },
-}
+/// Why the autoscaling options were refused: the one option error type.
+pub type AutoscaleArgsError = OptionError;
 
 impl AutoscaleArgs {
     /// The validated configuration for a store of `capacity` whose SOFT -> OK
@@ -90,13 +74,13 @@ impl AutoscaleArgs {
         let tolerance_set =
             behavior.scale_up.tolerance.is_some() || behavior.scale_down.tolerance.is_some();
         if tolerance_set && !config.versions.keda.has_hpa_tolerance() {
-            return Err(AutoscaleArgsError::Version {
-                option: "keda-version",
-                source: super::versions::VersionError::Unsupported(format!(
+            return Err(OptionError::new(
+                "keda-version",
+                format!(
                     "KEDA {} has no behavior tolerance (added in 2.18)",
                     config.versions.keda
-                )),
-            });
+                ),
+            ));
         }
         Ok(config)
     }
@@ -105,16 +89,14 @@ impl AutoscaleArgs {
     pub fn versions(&self) -> Result<Versions, AutoscaleArgsError> {
         let mut versions = Versions::default();
         if let Some(text) = &self.keda_version {
-            versions.keda = text.parse().map_err(|source| AutoscaleArgsError::Version {
-                option: "keda-version",
-                source,
-            })?;
+            versions.keda = text
+                .parse()
+                .map_err(|e: super::versions::VersionError| OptionError::new("keda-version", e))?;
         }
         if let Some(text) = &self.k8s_version {
-            versions.kubernetes = text.parse().map_err(|source| AutoscaleArgsError::Version {
-                option: "k8s-version",
-                source,
-            })?;
+            versions.kubernetes = text
+                .parse()
+                .map_err(|e: super::versions::VersionError| OptionError::new("k8s-version", e))?;
         }
         Ok(versions)
     }
@@ -125,14 +107,12 @@ impl AutoscaleArgs {
         soft_release: f64,
     ) -> Result<AutoscaleConfig, AutoscaleArgsError> {
         if let Some(path) = &self.autoscale_config {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| AutoscaleArgsError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+            let refuse = |message: String| OptionError::new("autoscale-config", message);
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| refuse(format!("cannot read {}: {e}", path.display())))?;
             let config: AutoscaleConfig =
-                serde_json::from_str(&text).map_err(AutoscaleArgsError::Parse)?;
-            config.validate()?;
+                serde_json::from_str(&text).map_err(|e| refuse(e.to_string()))?;
+            config.validate().map_err(|e| refuse(e.to_string()))?;
             return Ok(config);
         }
         let capacity = capacity as f64;
@@ -155,7 +135,9 @@ impl AutoscaleArgs {
             ..AutoscaleConfig::default()
         };
         config.behavior.scale_down.stabilization_window = self.scale_down_window;
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|e| OptionError::new("max-replicas", e))?;
         Ok(config)
     }
 }

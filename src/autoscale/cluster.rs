@@ -209,7 +209,7 @@ mod tests {
             .collect()
     }
 
-    // SPEC section 8, the four scenarios, with metrics reaching KEDA instantly (the
+    // the replica matrix, the four scenarios, with metrics reaching KEDA instantly (the
     // simulation adds Prometheus' scrape delay on top).
     #[test]
     fn spec_scenarios_on_the_default_configuration() {

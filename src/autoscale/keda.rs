@@ -319,7 +319,7 @@ mod tests {
     }
 
     // `ExecutePromQuery` returns the HTTP error before looking at ignoreNullValues: a
-    // dead Prometheus is an error either way (SPEC's "reads 0" holds for lost series).
+    // dead Prometheus is an error either way (the matrix's "reads 0" holds for lost series).
     #[test]
     fn unreachable_prometheus_is_always_an_error() {
         for ignore in [true, false] {
@@ -330,7 +330,7 @@ mod tests {
         }
     }
 
-    // SPEC section 8, KEDA facts: `x == 2` drops the series when false and KEDA then reads
+    // the replica matrix, KEDA facts: `x == 2` drops the series when false and KEDA then reads
     // 0 with the default ignoreNullValues true: the HARD trigger silently never fires
     // when the gauge vanishes. With `== bool` and "false" a vanished gauge is an error.
     #[test]

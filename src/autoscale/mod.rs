@@ -282,7 +282,7 @@ mod tests {
             .replicas
     }
 
-    // SPEC.md section 8, "Expected replica matrix". The HPA's answer depends on the
+    // The replica matrix (docs/replica-matrix.md). The HPA's answer depends on the
     // current count only through its 10% tolerance, so each row is checked from every
     // count in [min, max].
     #[test]

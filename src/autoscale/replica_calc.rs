@@ -183,7 +183,7 @@ mod tests {
         );
     }
 
-    // KEDA docs, scaledobject-spec "triggers" / SPEC section 8: with AverageValue the
+    // KEDA docs, scaledobject-spec "triggers" / the replica matrix: with AverageValue the
     // threshold is per replica, desired = ceil(value / threshold) whatever the current
     // count; with Value the ratio multiplies the ready pods.
     #[test]

@@ -6,7 +6,7 @@ use super::keda::PromResponse;
 use crate::level::Level;
 use serde::{Deserialize, Serialize};
 
-/// Gauge the queue-depth trigger reads (SPEC section 6).
+/// Gauge the queue-depth trigger reads.
 pub const QUEUE_DEPTH_METRIC: &str = "pipeline_feedback_queue_depth";
 /// `source` label value of [`QUEUE_DEPTH_METRIC`]: the most severe live coordinator.
 pub const QUEUE_DEPTH_SOURCE: &str = "store_coordinator";
@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(trigger.activation_threshold_str(), "0");
     }
 
-    // SPEC.md section 8, KEDA facts: `x == 2` drops the series when false; use `== bool`.
+    // KEDA: `x == 2` drops the series when false; use `== bool`.
     #[test]
     fn hard_backpressure_keeps_the_series() {
         let trigger = Trigger::hard_backpressure(10);

@@ -11,8 +11,8 @@ pub mod grafana;
 pub mod kubernetes;
 pub mod overlay;
 
-use crate::cli::ServeArgs;
 use crate::config::ServeConfig;
+use crate::options::ServeArgs;
 use clap::Args;
 use doc::Doc;
 use std::path::{Path, PathBuf};
@@ -425,8 +425,8 @@ impl ExportArgs {
         // A token written into the manifests would be readable by anyone who can read
         // them, and the pods would not get it either way: refuse rather than ignore it.
         for (given, option) in [
-            (self.serve.auth_token.is_some(), "auth-token"),
-            (self.serve.auth_token_file.is_some(), "auth-token-file"),
+            (self.serve.auth.auth_token.is_some(), "auth-token"),
+            (self.serve.auth.auth_token_file.is_some(), "auth-token-file"),
         ] {
             if given {
                 return Err(refuse(
@@ -452,7 +452,7 @@ impl ExportArgs {
         without.dedup();
         let mut serve = self.serve.clone();
         // The pods' token comes from the Secret, which the export cannot read.
-        let auth_reads = std::mem::take(&mut serve.auth_reads);
+        let auth_reads = std::mem::take(&mut serve.auth.auth_reads);
         if auth_reads && auth_token_secret.is_none() {
             return Err(refuse(
                 "auth-reads",
@@ -461,10 +461,12 @@ impl ExportArgs {
             .into());
         }
         let store_url = serve
+            .engine
+            .pull
             .store_metrics_url
             .get_or_insert_with(|| default_store_url(&self.namespace, &self.cluster_domain))
             .clone();
-        if serve.budget_redis.is_some() {
+        if serve.budget.budget_redis.is_some() {
             // A URL may carry a password: manifests only ever name a Secret.
             anyhow::bail!(
                 "invalid --budget-redis: export takes the URL from a Secret, use --budget-redis-secret NAME[:KEY]"

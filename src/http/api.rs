@@ -15,11 +15,16 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Buf, Filter};
 
+/// The body of `/health`, keys in this order.
+pub const HEALTH_BODY: &str = r#"{"status":"healthy","service":"market-data-pipeline"}"#;
+
 pub fn health() -> Response {
-    json_response(
-        &json!({"status": "healthy", "service": "market-data-pipeline"}),
-        StatusCode::OK,
-    )
+    let mut response = Response::new(HEALTH_BODY.into());
+    response.headers_mut().insert(
+        "content-type",
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 pub fn ready(ctx: Ctx) -> Response {

@@ -22,10 +22,7 @@ pub fn require(
                 let Some(token) = token else {
                     return Ok(());
                 };
-                let presented = header
-                    .as_deref()
-                    .and_then(|value| value.strip_prefix("Bearer "))
-                    .map(str::trim);
+                let presented = header.as_deref().and_then(bearer_credentials);
                 if presented.is_some_and(|p| token.matches(p)) {
                     Ok(())
                 } else {
@@ -37,9 +34,28 @@ pub fn require(
         .untuple_one()
 }
 
+/// The credentials of an `Authorization: Bearer <token>` value; the scheme is
+/// case-insensitive (RFC 9110 section 11.1).
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc ", "BeArEr abc"] {
+            assert_eq!(bearer_credentials(value), Some("abc"), "{value}");
+        }
+        for value in ["Basic abc", "Bearerabc", "abc", ""] {
+            assert_eq!(bearer_credentials(value), None, "{value}");
+        }
+    }
 
     #[test]
     fn short_or_spaced_tokens_are_refused() {

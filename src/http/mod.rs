@@ -5,6 +5,7 @@ mod assets;
 pub mod auth;
 mod error;
 mod export;
+pub mod observe;
 pub mod server;
 mod stream;
 
@@ -53,6 +54,23 @@ impl Ctx {
     }
 }
 
+/// The routes as a hyper service, with the shared method rules and request metrics.
+pub fn service(
+    ctx: Ctx,
+) -> observe::Observed<
+    impl tower_service::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = Response,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static,
+> {
+    let metrics = ctx.metrics.clone();
+    observe::Observed::new(warp::service(routes(ctx)), metrics)
+}
+
 /// Every route of the service, with JSON errors for what matches none.
 pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let max_body = ctx.config.http.max_body;
@@ -64,7 +82,8 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
     let forget_auth = writes("coordinators");
     let (metrics_auth, api_auth) = (reads("metrics"), reads("api"));
     let with_ctx = warp::any().map(move || ctx.clone());
-    let get = warp::get();
+    // HEAD wherever GET works (hyper sends the head without the body).
+    let get = warp::get().or(warp::head()).unify();
     let post = warp::post();
 
     let health = warp::path!("health").and(get).map(api::health);

@@ -4,7 +4,9 @@
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Protocol, Socket, Type};
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,6 +17,49 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
 pub use crate::config::ConnectionLimits;
+
+/// Binds a listening socket. The unspecified IPv6 address (`[::]`, what
+/// `--listen :PORT` means) serves IPv4 too, on a dual-stack socket with
+/// `IPV6_V6ONLY` off; where the host has no IPv6, it falls back to `0.0.0.0`.
+/// Needs a tokio runtime.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        match listen_on(addr, true) {
+            Ok(listener) => listener,
+            Err(error) if ipv6_unavailable(&error) => listen_on(
+                SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port()),
+                false,
+            )?,
+            Err(error) => return Err(error),
+        }
+    } else {
+        listen_on(addr, false)?
+    };
+    TcpListener::from_std(listener)
+}
+
+fn listen_on(addr: SocketAddr, dual_stack: bool) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if dual_stack {
+        socket.set_only_v6(false)?;
+    }
+    // As std and tokio do: a restarted service can bind while old connections linger.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// The errors of a host without IPv6 (module not loaded, or disabled).
+fn ipv6_unavailable(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::AddrNotAvailable | ErrorKind::Unsupported | ErrorKind::InvalidInput
+    ) || matches!(error.raw_os_error(), Some(97 | 93))
+}
 
 /// A TCP stream that fails with `TimedOut` once neither side has moved a byte
 /// for `timeout`: catches idle keep-alive connections and stalled uploads,

@@ -26,10 +26,11 @@ use tokio::sync::watch;
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
+    /// The cause is said in the message, so it is not also a `source`.
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot build the HTTP client for pull mode: {0}")]
     Client(String),
@@ -69,13 +70,10 @@ impl Service {
     /// Binds the listener and starts the control loop, the poller (pull mode)
     /// and the replica watch (`--replicas-dns`).
     pub async fn start(config: ServeConfig) -> Result<Service, StartError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = http::server::bind(config.listen).map_err(|error| StartError::Bind {
+            addr: config.listen,
+            error,
+        })?;
         let clock = Clock::new();
         let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let metrics = Metrics::new(&names);
@@ -182,7 +180,7 @@ impl Service {
         let addr = listener
             .local_addr()
             .map_or_else(|_| ctx.config.listen.to_string(), |a| a.to_string());
-        let service = warp::service(http::routes(ctx.clone()));
+        let service = http::service(ctx.clone());
         tasks.spawn(
             LISTENER,
             http::server::serve(

@@ -25,8 +25,9 @@ pub use report::Summary;
 pub use scenario::{BuiltinScenario, Scenario};
 
 use crate::autoscale::hpa::DEFAULT_SYNC_PERIOD;
-use crate::cli::{ServeArgs, duration};
 use crate::config::ServeConfig;
+use crate::options::EngineArgs;
+use crate::settings::{OptionErrors, duration};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -39,7 +40,7 @@ const MAX_SWEEP_STEPS: u64 = 100_000_000;
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub serve: EngineArgs,
     /// Built-in scenario (default: matrix).
     #[arg(long, env = "MDP_SIM_SCENARIO", value_enum)]
     pub scenario: Option<BuiltinScenario>,
@@ -56,7 +57,7 @@ pub struct SimulateArgs {
     ///
     /// name        1-40 letters, digits, spaces, '_', '.', '-'. Phases named idle,
     ///             normal, moderate, high, overload or recovery are checked
-    ///             against SPEC section 8.
+    ///             against the replica matrix.
     /// duration    whole seconds, as a number or a string like "90s" or "2m".
     /// depth       queue depth in messages (0..=--store-capacity), or a ramp
     ///             [from, to] walked linearly over the phase.
@@ -139,7 +140,7 @@ pub struct SimulateArgs {
     pub budget_mode: BudgetMode,
     /// Skewed demand: for this long from the start all the workers ask one pod,
     /// then they spread over every pod that serves.
-    #[arg(long, env = "MDP_SIM_DEMAND_SKEW", default_value = "0s", value_parser = crate::cli::duration)]
+    #[arg(long, env = "MDP_SIM_DEMAND_SKEW", default_value = "0s", value_parser = crate::settings::duration)]
     pub demand_skew: Duration,
 }
 
@@ -147,12 +148,7 @@ pub struct SimulateArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error("invalid --{option}: {message}")]
-    Option {
-        option: &'static str,
-        message: String,
-    },
+    Options(#[from] OptionErrors),
     #[error(transparent)]
     Scenario(#[from] scenario::ScenarioError),
     #[error(transparent)]
@@ -160,14 +156,17 @@ pub enum SimulateError {
     #[error(transparent)]
     Plot(#[from] plot::PlotError),
     #[error("invalid --provider: {0}")]
-    Provider(#[from] crate::rate::BucketError),
+    Provider(crate::rate::BucketError),
+}
+
+impl From<crate::rate::BucketError> for SimulateError {
+    fn from(error: crate::rate::BucketError) -> Self {
+        SimulateError::Provider(error)
+    }
 }
 
 fn refuse(option: &'static str, message: impl Into<String>) -> SimulateError {
-    SimulateError::Option {
-        option,
-        message: message.into(),
-    }
+    SimulateError::Options(crate::settings::OptionError::new(option, message.into()).into())
 }
 
 /// A validated simulation: the scenario, the settings, and what to print.
@@ -199,7 +198,7 @@ impl TryFrom<SimulateArgs> for Simulation {
     type Error = SimulateError;
 
     fn try_from(args: SimulateArgs) -> Result<Self, SimulateError> {
-        let config = ServeConfig::try_from(args.serve.clone())?;
+        let config = ServeConfig::for_engine(args.serve.clone())?;
         let capacity = config.store_capacity;
         let step = args.step;
         let divides = step.as_nanos() > 0 && 1_000_000_000 % step.as_nanos() == 0;
@@ -227,7 +226,7 @@ impl TryFrom<SimulateArgs> for Simulation {
         if args.startup_delay > Duration::from_secs(3600) {
             return Err(refuse("startup-delay", "must be at most 1h"));
         }
-        let poll_interval = args.serve.pull_interval;
+        let poll_interval = args.serve.pull.pull_interval;
         if args.store_events == StoreEvents::Depth
             && (poll_interval.is_zero() || poll_interval >= config.control.pull_ttl)
         {
@@ -276,7 +275,7 @@ impl TryFrom<SimulateArgs> for Simulation {
                 ),
             ));
         }
-        let refresh = args.serve.replicas_refresh;
+        let refresh = args.serve.pods.replicas_refresh;
         if refresh < Duration::from_millis(100) || refresh > Duration::from_secs(3600) {
             return Err(refuse("replicas-refresh", "must be 100ms to 1h"));
         }
@@ -303,7 +302,7 @@ impl TryFrom<SimulateArgs> for Simulation {
             drain,
             demand,
             rule: args.share_rule,
-            fixed: args.serve.replicas,
+            fixed: args.serve.pods.replicas,
             budget: args.budget_mode,
             skew: args.demand_skew,
         };

@@ -3,7 +3,7 @@
 
 use super::budget::GrantSummary;
 use super::model::{Run, StoreEvents};
-use super::report::{Range, SCALE_UP_PODS, SPEC_SCALE_DOWN, SPEC_SCALE_UP, Summary, spec_row};
+use super::report::{MATRIX_SCALE_DOWN, MATRIX_SCALE_UP, Range, SCALE_UP_PODS, Summary, spec_row};
 use super::scenario::Scenario;
 use crate::autoscale::cluster::SyncTrace;
 use std::fmt::Write as _;
@@ -187,14 +187,14 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
             "scale-up",
             summary.scale_up_seconds,
             format!("moderate start -> {SCALE_UP_PODS} pods ready"),
-            SPEC_SCALE_UP,
+            MATRIX_SCALE_UP,
             summary.sweep.as_ref().map(|s| &s.scale_up_seconds),
         ),
         (
             "scale-down",
             summary.scale_down_seconds,
             "depth below the SOFT release -> 1 pod".to_owned(),
-            SPEC_SCALE_DOWN,
+            MATRIX_SCALE_DOWN,
             summary.sweep.as_ref().map(|s| &s.scale_down_seconds),
         ),
     ];

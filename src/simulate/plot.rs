@@ -37,11 +37,9 @@ const GREY: RGBColor = RGBColor(90, 90, 90);
 pub enum PlotError {
     #[error("cannot draw the plot: {0}")]
     Draw(String),
-    #[error("cannot write --plot {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The cause is said in the message, so it is not also a `source`.
+    #[error("cannot write --plot {path}: {error}")]
+    Write { path: String, error: std::io::Error },
 }
 
 fn draw_error<E: std::fmt::Display>(error: E) -> PlotError {
@@ -64,9 +62,9 @@ pub fn write(
     settings: &Settings,
 ) -> Result<(), PlotError> {
     let svg = render(run, summary, settings)?;
-    std::fs::write(path, svg).map_err(|source| PlotError::Write {
+    std::fs::write(path, svg).map_err(|error| PlotError::Write {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 
@@ -379,7 +377,7 @@ impl Plot<'_> {
                 ("desired pods (HPA)", Swatch::Line(DESIRED_COLOR, 3)),
                 ("ready pods", Swatch::Line(READY_COLOR, 2)),
                 (
-                    "SPEC 8 pod range (end of phase)",
+                    "replica-matrix pod range (end of phase)",
                     Swatch::Fill(BLACK.mix(0.15)),
                 ),
                 ("scale-up / scale-down time", Swatch::Span),
@@ -387,7 +385,7 @@ impl Plot<'_> {
         )
     }
 
-    /// SPEC 8's expected pod range over the second half of each phase with a SPEC name.
+    /// The replica matrix's expected pod range over the second half of each phase with a replica-matrix name.
     fn spec_ranges(&self, chart: &mut Chart<'_, '_>) -> DrawResult {
         let boxes: Vec<_> = self
             .summary

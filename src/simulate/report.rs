@@ -1,5 +1,5 @@
 //! What a run means: per-phase figures, scale-up and scale-down times, and the
-//! verdict against SPEC section 8's replica matrix.
+//! verdict against the replica matrix (docs/replica-matrix.md).
 
 use super::budget::{self, GrantSummary};
 use super::fleet::ShareRule;
@@ -9,11 +9,11 @@ use crate::autoscale::cluster::SyncTrace;
 use crate::level::Level;
 use serde::Serialize;
 
-/// Pods that must be ready for the scale-up to count (SPEC 8: moderate load, 1 -> 3).
+/// Pods that must be ready for the scale-up to count (replica matrix: moderate load, 1 -> 3).
 pub const SCALE_UP_PODS: u32 = 3;
-/// SPEC 8's bounds on the scale-up and scale-down times, in seconds.
-pub const SPEC_SCALE_UP: (u64, u64) = (15, 45);
-pub const SPEC_SCALE_DOWN: (u64, u64) = (60, 90);
+/// The replica matrix's bounds on the scale-up and scale-down times, in seconds.
+pub const MATRIX_SCALE_UP: (u64, u64) = (15, 45);
+pub const MATRIX_SCALE_DOWN: (u64, u64) = (60, 90);
 
 /// One phase of the run, as the JSON output and the table show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,7 +31,7 @@ pub struct PhaseSummary {
     pub ready_end: u32,
 }
 
-/// One comparison with SPEC 8.
+/// One comparison with the replica matrix.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
     pub what: String,
@@ -40,7 +40,7 @@ pub struct Check {
     pub ok: bool,
 }
 
-/// All comparisons with SPEC 8 the scenario's phase names allow.
+/// All comparisons with the replica matrix the scenario's phase names allow.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
     pub matches: bool,
@@ -124,7 +124,7 @@ pub struct Sweep {
     pub runs: u32,
     pub scale_up_seconds: Range,
     pub scale_down_seconds: Range,
-    /// Runs whose every SPEC 8 check passed.
+    /// Runs whose every replica-matrix check passed.
     pub spec_matches: u32,
 }
 
@@ -143,7 +143,7 @@ pub struct Summary {
     pub scale_down_from: Option<u64>,
     pub level_changes: u64,
     pub flaps_suppressed: u64,
-    /// None when no phase carries a SPEC 8 name.
+    /// None when no phase carries a replica-matrix name.
     pub spec: Option<Verdict>,
     /// Per provider: the pods' grants summed, against the provider's budget.
     pub grants: Vec<GrantSummary>,
@@ -155,7 +155,7 @@ pub struct Summary {
     pub trace: Option<Vec<SyncTrace>>,
 }
 
-/// SPEC 8's row for a phase name: level, and the replica range.
+/// The replica matrix's row for a phase name: level, and the replica range.
 pub fn spec_row(name: &str) -> Option<(Level, u32, u32)> {
     match name {
         "idle" | "normal" => Some((Level::Ok, 1, 1)),
@@ -301,7 +301,7 @@ fn timing(what: &str, got: Option<u64>, (low, high): (u64, u64)) -> Check {
     )
 }
 
-/// Compares every phase with a SPEC 8 name, and the timings its phases allow.
+/// Compares every phase with a replica-matrix name, and the timings its phases allow.
 fn verdict(phases: &[PhaseSummary], up: Option<u64>, down: Option<u64>) -> Option<Verdict> {
     let mut checks = Vec::new();
     for phase in phases {
@@ -337,10 +337,10 @@ fn verdict(phases: &[PhaseSummary], up: Option<u64>, down: Option<u64>) -> Optio
         }
     }
     if phases.iter().any(|p| p.name == "moderate") {
-        checks.push(timing("scale-up", up, SPEC_SCALE_UP));
+        checks.push(timing("scale-up", up, MATRIX_SCALE_UP));
     }
     if phases.iter().any(|p| p.name == "recovery") {
-        checks.push(timing("scale-down", down, SPEC_SCALE_DOWN));
+        checks.push(timing("scale-down", down, MATRIX_SCALE_DOWN));
     }
     (!checks.is_empty()).then(|| Verdict {
         matches: checks.iter().all(|c| c.ok),
@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn never_is_a_miss() {
-        let check = timing("scale-up", None, SPEC_SCALE_UP);
+        let check = timing("scale-up", None, MATRIX_SCALE_UP);
         assert_eq!((check.got.as_str(), check.ok), ("never", false));
     }
 }

@@ -15,9 +15,9 @@ const MAX_NAME: usize = 40;
 /// The built-in scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BuiltinScenario {
-    /// SPEC 8's replica matrix: idle 500, moderate 6000, high 8500, overload 9500, recovery 800.
+    /// The replica matrix (docs/replica-matrix.md): idle 500, moderate 6000, high 8500, overload 9500, recovery 800.
     Matrix,
-    /// SPEC 8's four seed scenarios in order: normal 500, moderate 6000, overload 9500, recovery 800.
+    /// The replica matrix's four seed scenarios in order: normal 500, moderate 6000, overload 9500, recovery 800.
     Seed,
     /// The queue in closed loop: normal, a database slowdown, a stall, recovery;
     /// the depth follows from the granted rate and the pods' write throughput.

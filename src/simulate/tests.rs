@@ -1,4 +1,4 @@
-//! Tests of `mdp simulate`'s options, and of the default configuration against SPEC 8.
+//! Tests of `mdp simulate`'s options, and of the default configuration against the replica matrix.
 
 use super::*;
 use crate::cli::{Cli, Command};
@@ -21,14 +21,16 @@ fn outcome(extra: &[&str]) -> Outcome {
         .expect("the simulation runs")
 }
 
-// SPEC section 8: the default configuration (the flags `serve` and `export` share)
+// the replica matrix: the default configuration (the flags `serve` and `export` share)
 // on the matrix gives idle 1, moderate 3-5, high 6-8, overload 8-10, recovery 1 pods,
 // scale-up within 15-45 s and scale-down within 60-90 s.
 #[test]
 fn default_configuration_reproduces_the_spec_matrix() {
     let summary = outcome(&[]).summary;
     assert_eq!(summary.scenario, "matrix");
-    let verdict = summary.spec.expect("matrix phases carry SPEC names");
+    let verdict = summary
+        .spec
+        .expect("matrix phases carry replica-matrix names");
     let misses: Vec<_> = verdict.checks.iter().filter(|c| !c.ok).collect();
     assert!(misses.is_empty(), "{misses:?}");
     let pods: Vec<_> = summary.phases.iter().map(|p| p.replicas_end).collect();
@@ -60,7 +62,7 @@ fn the_seed_scenarios_reach_their_levels_and_scales() {
 }
 
 // Whatever the phase of Prometheus' scrapes and of the HPA's syncs relative to the
-// load, the scale-up stays within SPEC's 45 s: the metric is at most one scrape old,
+// load, the scale-up stays within the matrix's 45 s: the metric is at most one scrape old,
 // the HPA at most one sync late, and pods start in 10 s.
 #[test]
 fn scale_up_stays_within_45_s_at_every_alignment() {
@@ -72,7 +74,7 @@ fn scale_up_stays_within_45_s_at_every_alignment() {
 }
 
 // The proposal of the report: with a 70 s scale-down window no alignment scales in
-// before SPEC's 60 s, and none later than 90 s plus mdp's own relax hold (3 s) that
+// before the matrix's 60 s, and none later than 90 s plus mdp's own relax hold (3 s) that
 // keeps the HARD gauge up after the drain. (With the 60 s default the range is 48-76 s.)
 #[test]
 fn a_70_s_scale_down_window_lands_every_alignment_near_60_to_90_s() {

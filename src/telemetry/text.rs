@@ -86,7 +86,8 @@ pub(super) fn encode_collected(families: &[MetricFamily], out: &mut Vec<u8>) {
         let kind = match family.get_field_type() {
             MetricType::COUNTER => "counter",
             MetricType::GAUGE => "gauge",
-            other => unreachable!("only counters and gauges are encoded here, got {other:?}"),
+            MetricType::HISTOGRAM => "histogram",
+            other => unreachable!("counters, gauges and histograms only, got {other:?}"),
         };
         let header = Family {
             name: family.name(),
@@ -111,9 +112,75 @@ pub(super) fn encode_collected(families: &[MetricFamily], out: &mut Vec<u8>) {
             }
             let value = match kind {
                 "counter" => metric.get_counter().value(),
+                "histogram" => {
+                    histogram(out, family.name(), &labels, metric.get_histogram());
+                    continue;
+                }
                 _ => metric.get_gauge().value(),
             };
             header.sample(out, &labels, value);
         }
+    }
+}
+
+/// A histogram's `_bucket` (cumulative, `le` last among the labels, `+Inf`
+/// last), `_sum` and `_count` lines, as `TextEncoder` writes them.
+fn histogram(out: &mut Vec<u8>, name: &str, labels: &str, h: &prometheus::proto::Histogram) {
+    let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}'));
+    let with_le = |le: &str| match inner {
+        Some(inner) => format!("{{{inner},le=\"{le}\"}}"),
+        None => format!("{{le=\"{le}\"}}"),
+    };
+    let bucket = format!("{name}_bucket");
+    for b in h.get_bucket() {
+        out.extend_from_slice(bucket.as_bytes());
+        out.extend_from_slice(with_le(&b.upper_bound().to_string()).as_bytes());
+        push_value(out, b.cumulative_count() as f64);
+    }
+    out.extend_from_slice(bucket.as_bytes());
+    out.extend_from_slice(with_le("+Inf").as_bytes());
+    push_value(out, h.get_sample_count() as f64);
+    for (suffix, value) in [
+        ("_sum", h.get_sample_sum()),
+        ("_count", h.get_sample_count() as f64),
+    ] {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(suffix.as_bytes());
+        out.extend_from_slice(labels.as_bytes());
+        push_value(out, value);
+    }
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use prometheus::core::Collector;
+    use prometheus::{Encoder, HistogramOpts, HistogramVec, TextEncoder};
+
+    #[test]
+    fn histograms_are_written_as_the_text_encoder_writes_them() {
+        let h = HistogramVec::new(
+            HistogramOpts::new("x_seconds", "Help.").buckets(vec![0.0005, 0.01, 1.0]),
+            &["route"],
+        )
+        .expect("valid");
+        h.with_label_values(&["a"]).observe(0.002);
+        h.with_label_values(&["b"]).observe(5.0);
+        let families = h.collect();
+        let mut ours = Vec::new();
+        super::encode_collected(&families, &mut ours);
+        let mut theirs = Vec::new();
+        TextEncoder::new()
+            .encode(&families, &mut theirs)
+            .expect("encodes");
+        let sorted = |b: Vec<u8>| {
+            let mut lines: Vec<String> = String::from_utf8(b)
+                .expect("utf-8")
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(sorted(ours), sorted(theirs));
     }
 }

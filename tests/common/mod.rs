@@ -144,8 +144,8 @@ impl MdpProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(json) = serde_json::from_str::<Value>(&line)
-                    && json["fields"]["message"] == "mdp ready"
-                    && let Some(addr) = json["fields"]["addr"].as_str()
+                    && json["message"] == "mdp ready"
+                    && let Some(addr) = json["addr"].as_str()
                     && let Ok(addr) = addr.parse::<SocketAddr>()
                 {
                     let _ = addr_tx.send(addr);
