@@ -370,3 +370,73 @@ fn trace_shows_the_fallback_counter_per_keda_release() {
         assert_eq!(second["failures"], failures_at_15s, "KEDA {keda}");
     }
 }
+
+#[test]
+fn pods_hold_through_a_store_outage_under_load() {
+    let run = json(&["--scenario", "store-outage", "--format", "json"]);
+    let outages = run["outages"].as_array().expect("outages");
+    assert_eq!(outages.len(), 1, "{run}");
+    let outage = &outages[0];
+    assert_eq!(outage["phase"], "store-down");
+    let at_start = outage["pods_at_start"].as_u64().expect("pods at start");
+    assert!(at_start >= 6, "under load before the outage: {outage}");
+    assert_eq!(outage["pods_min"].as_u64(), Some(at_start), "{outage}");
+    assert_eq!(outage["level_min"], outage["level_at_start"]);
+    assert_eq!(outage["held"], true);
+    let table = stdout(&["--scenario", "store-outage"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("store outage") && l.ends_with("held")),
+        "{table}"
+    );
+    // While the store is down, Prometheus has no depth sample (an empty CSV field).
+    let csv = stdout(&["--scenario", "store-outage", "--format", "csv"]);
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    let column = header
+        .iter()
+        .position(|c| *c == "prometheus_depth")
+        .expect("prometheus_depth column");
+    let phase = header
+        .iter()
+        .position(|c| *c == "phase")
+        .expect("phase column");
+    let blind = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[phase] == "store-down")
+        .filter(|f| f[column].is_empty())
+        .count();
+    assert!(blind >= 150, "{blind} seconds without a depth sample");
+}
+
+#[test]
+fn a_scenario_file_can_take_the_store_down() {
+    let dir = std::env::temp_dir().join(format!("mdp-outage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("outage.json");
+    std::fs::write(
+        &path,
+        r#"[{"name": "high", "duration": "3m", "depth": 8500},
+            {"name": "dark store", "duration": "2m", "depth": 8500, "store": "down"},
+            {"name": "recovery", "duration": "3m", "depth": 800}]"#,
+    )
+    .expect("write scenario");
+    let run = json(&[
+        "--scenario-file",
+        path.to_str().expect("utf-8 path"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run["outages"][0]["phase"], "dark store");
+    assert_eq!(run["outages"][0]["held"], true, "{}", run["outages"]);
+    std::fs::write(
+        &path,
+        r#"[{"name": "x", "duration": 60, "depth": 1, "store": "gone"}]"#,
+    )
+    .expect("write");
+    let refused = mdp(&["--scenario-file", path.to_str().expect("utf-8")]);
+    assert_eq!(refused.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

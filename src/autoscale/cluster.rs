@@ -129,6 +129,19 @@ impl Cluster {
             .collect()
     }
 
+    /// What Prometheus answers while mdp has withdrawn its depth sample: the
+    /// depth trigger's query reads nothing, the others their values.
+    pub fn responses_without_depth(&self, level: Level) -> Vec<PromResponse> {
+        self.scaled_object
+            .triggers()
+            .iter()
+            .map(|trigger| match trigger {
+                super::Trigger::QueueDepth { .. } => PromResponse::Empty,
+                other => other.local_response(0.0, level),
+            })
+            .collect()
+    }
+
     /// Advance to `now` (non-decreasing) with Prometheus answering `responses`, one per
     /// trigger: the operator polls every `pollingInterval`, the HPA syncs every 15 s, and
     /// the pods follow whatever either decides.

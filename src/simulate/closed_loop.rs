@@ -11,7 +11,7 @@
 use super::SimulateError;
 use super::fleet::Fleet;
 use super::model::{Run, Sample, Settings, StoreEvents, run_deadlines, store_level};
-use super::scenario::{DepthProfile, MetricsPath, Phase, ScenarioError};
+use super::scenario::{DepthProfile, MetricsPath, Phase, ScenarioError, StoreState};
 use crate::autoscale::cluster::Cluster;
 use crate::control::{ControlEvent, Controller, Observation, Source};
 use crate::level::Level;
@@ -188,6 +188,7 @@ impl ClosedLoop {
                     level: None,
                     jitter: 0.0,
                     prometheus: MetricsPath::Up,
+                    store: StoreState::Up,
                 })
                 .collect(),
         }
@@ -377,7 +378,7 @@ pub fn simulate(scenario: &ClosedLoop, settings: &Settings) -> Result<LoopRun, S
                 t: second,
                 phase: phase_index,
                 depth: queue.depth(),
-                metric_depth: metric_depth as u64,
+                metric_depth: Some(metric_depth as u64),
                 level,
                 scale,
                 desired,

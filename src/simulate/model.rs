@@ -3,7 +3,7 @@
 
 use super::SimulateError;
 use super::fleet::{Fleet, FleetSettings, PodGrants};
-use super::scenario::{MetricsPath, Phase, Scenario};
+use super::scenario::{MetricsPath, Phase, Scenario, StoreState};
 use crate::autoscale::AutoscaleConfig;
 use crate::autoscale::cluster::{Cluster, SyncTrace};
 use crate::autoscale::keda::PromResponse;
@@ -61,8 +61,9 @@ pub struct Sample {
     pub phase: usize,
     /// The store's queue depth.
     pub depth: u64,
-    /// The depth Prometheus last scraped from mdp (what KEDA sees).
-    pub metric_depth: u64,
+    /// The depth Prometheus last scraped from mdp (what KEDA sees); None while
+    /// mdp has withdrawn the sample (the store does not answer).
+    pub metric_depth: Option<u64>,
     /// The level driving the scale (after the relax hold).
     pub level: Level,
     pub scale: f64,
@@ -98,6 +99,15 @@ struct Store {
 }
 
 impl Store {
+    /// Whether mdp polls the store at `now` (pull mode), moving the next poll on.
+    fn poll_due(&mut self, now: Duration) -> bool {
+        if self.mode != StoreEvents::Depth || now < self.next_poll {
+            return false;
+        }
+        self.next_poll = now + self.poll_interval;
+        true
+    }
+
     /// The event the store (or mdp's poll) produces at `now`, if any.
     fn event(&mut self, now: Duration, depth: u64, phase: &Phase) -> Option<Observation> {
         let level = match self.mode {
@@ -179,7 +189,10 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
         next_poll: Duration::ZERO,
         poll_interval: settings.poll_interval,
     };
-    let mut controller = Controller::new(settings.control.clone());
+    let mut controller = Controller::new(ControlConfig {
+        pulled: settings.store_events == StoreEvents::Depth,
+        ..settings.control.clone()
+    });
     let mut cluster = Cluster::new(
         &settings.autoscale,
         settings.initial_replicas,
@@ -193,7 +206,7 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
     )?;
     // Prometheus' last scrape of mdp: (depth gauge, backpressure gauge). The run
     // starts in steady state, as if a scrape had just seen time zero.
-    let mut scraped: Option<(f64, Level)> = None;
+    let mut scraped: Option<(Option<f64>, Level)> = None;
     let mut next_scrape = settings.scrape_offset;
     let mut samples = Vec::with_capacity(usize::try_from(total_seconds).unwrap_or(0));
     let mut level_changes = 0;
@@ -216,7 +229,12 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
 
         run_deadlines(&mut controller, last_tick, now);
         last_tick = now;
-        if let Some(event) = store.event(now, depth, phase) {
+        if phase.store == StoreState::Down {
+            // The poll fails: mdp holds the level and withdraws the depth.
+            if store.poll_due(now) {
+                controller.pull_failed(now);
+            }
+        } else if let Some(event) = store.event(now, depth, phase) {
             controller.observe(event, now);
         }
         level_changes += controller
@@ -227,17 +245,21 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
 
         if now >= next_scrape || scraped.is_none() {
             scraped = Some((
-                controller.depth().value().unwrap_or(0) as f64,
+                controller.depth().value().map(|d| d as f64),
                 controller.level(),
             ));
             if now >= next_scrape {
                 next_scrape += settings.scrape_interval;
             }
         }
-        let (metric_depth, metric_level) = scraped.unwrap_or((0.0, Level::Ok));
+        let (metric_depth, metric_level) = scraped.unwrap_or((Some(0.0), Level::Ok));
         let (desired, ready) = if now >= settings.hpa_offset {
             let responses = match phase.prometheus {
-                MetricsPath::Up => cluster.responses_for(metric_depth, metric_level),
+                MetricsPath::Up => match metric_depth {
+                    Some(depth) => cluster.responses_for(depth, metric_level),
+                    // No depth sample: the depth trigger's query reads nothing.
+                    None => cluster.responses_without_depth(metric_level),
+                },
                 MetricsPath::Empty => vec![PromResponse::Empty; settings.autoscale.triggers.len()],
                 MetricsPath::Down => {
                     vec![PromResponse::Unreachable; settings.autoscale.triggers.len()]
@@ -257,7 +279,7 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
                 t: now.as_secs(),
                 phase: phase_index,
                 depth,
-                metric_depth: metric_depth as u64,
+                metric_depth: metric_depth.map(|d| d as u64),
                 level: controller.level(),
                 scale,
                 desired,
@@ -337,6 +359,7 @@ pub(crate) mod tests {
                 level: None,
                 jitter,
                 prometheus: MetricsPath::Up,
+                store: StoreState::Up,
             }],
         }
     }
@@ -381,9 +404,9 @@ pub(crate) mod tests {
         );
         let run = simulate(&scenario, &settings()).expect("valid");
         // Polled at 20 s (depth 2000), scraped at 22 s, held until 37 s.
-        assert_eq!(run.samples[30].metric_depth, 2000);
-        assert_eq!(run.samples[36].metric_depth, 2000);
-        assert_eq!(run.samples[37].metric_depth, 3500);
+        assert_eq!(run.samples[30].metric_depth, Some(2000));
+        assert_eq!(run.samples[36].metric_depth, Some(2000));
+        assert_eq!(run.samples[37].metric_depth, Some(3500));
     }
 
     #[test]

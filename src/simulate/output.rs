@@ -43,7 +43,15 @@ pub fn csv(scenario: &Scenario, run: &Run) -> String {
         let _ = write!(
             out,
             "{},{},{},{},{:.3},{},{},{},{}",
-            s.t, phase, s.depth, s.level, s.scale, s.desired, s.ready, s.metric_depth, s.draining
+            s.t,
+            phase,
+            s.depth,
+            s.level,
+            s.scale,
+            s.desired,
+            s.ready,
+            s.metric_depth.map_or_else(String::new, |d| d.to_string()),
+            s.draining
         );
         for track in tracks {
             let granted = track.granted.get(second).copied().unwrap_or(0.0);
@@ -219,6 +227,20 @@ pub fn table(summary: &Summary, wall: Duration) -> String {
     for grants in &summary.grants {
         out.push_str(&grants_line(grants));
         out.push('\n');
+    }
+    for outage in &summary.outages {
+        let _ = writeln!(
+            out,
+            "store outage {}-{} s ({}): pods {} at its start, never fewer than {}; level {} at its start, never milder than {}   {}",
+            outage.start_seconds,
+            outage.end_seconds,
+            outage.phase,
+            outage.pods_at_start,
+            outage.pods_min,
+            outage.level_at_start,
+            outage.level_min,
+            if outage.held { "held" } else { "NOT HELD" }
+        );
     }
     if let Some(sweep) = &summary.sweep {
         let _ = writeln!(

@@ -294,7 +294,14 @@ impl Plot<'_> {
             )))?;
         }
         chart.draw_series(LineSeries::new(
-            self.steps(|s| s.metric_depth as f64),
+            // While mdp withdraws the sample, the line holds the last one scraped.
+            self.steps_at(|i| {
+                self.samples[..=i.min(self.samples.len().saturating_sub(1))]
+                    .iter()
+                    .rev()
+                    .find_map(|s| s.metric_depth)
+                    .unwrap_or(0) as f64
+            }),
             SCRAPED_COLOR.stroke_width(2),
         ))?;
         chart.draw_series(LineSeries::new(

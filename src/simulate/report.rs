@@ -4,7 +4,7 @@
 use super::budget::{self, GrantSummary};
 use super::fleet::ShareRule;
 use super::model::{Run, Sample, Settings, StoreEvents};
-use super::scenario::Scenario;
+use super::scenario::{Scenario, StoreState};
 use crate::autoscale::cluster::SyncTrace;
 use crate::level::Level;
 use serde::Serialize;
@@ -153,6 +153,52 @@ pub struct Summary {
     /// Every HPA sync and what decided it (`--trace`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Vec<SyncTrace>>,
+    /// Per store outage (a phase with `"store": "down"`): whether the pods and
+    /// the level held while mdp could not read the queue.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outages: Vec<Outage>,
+}
+
+/// What the autoscaling did while the store did not answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outage {
+    pub phase: String,
+    pub start_seconds: u64,
+    pub end_seconds: u64,
+    /// Pods the Deployment asked for as the outage began, and the fewest during it.
+    pub pods_at_start: u32,
+    pub pods_min: u32,
+    pub level_at_start: Level,
+    /// The least severe level in force during the outage.
+    pub level_min: Level,
+    /// Never fewer pods and never a milder level than at the outage's start.
+    pub held: bool,
+}
+
+/// The outages of a run: every phase whose store is down.
+fn outages(scenario: &Scenario, samples: &[Sample]) -> Vec<Outage> {
+    samples
+        .chunk_by(|a, b| a.phase == b.phase)
+        .filter_map(|inside| {
+            let (first, last) = (inside.first()?, inside.last()?);
+            let phase = scenario.phases.get(first.phase)?;
+            if phase.store != StoreState::Down {
+                return None;
+            }
+            let pods_min = inside.iter().map(|s| s.desired).min()?;
+            let level_min = inside.iter().map(|s| s.level).min()?;
+            Some(Outage {
+                phase: phase.name.clone(),
+                start_seconds: first.t,
+                end_seconds: last.t + 1,
+                pods_at_start: first.desired,
+                pods_min,
+                level_at_start: first.level,
+                level_min,
+                held: pods_min >= first.desired && level_min >= first.level,
+            })
+        })
+        .collect()
 }
 
 /// The replica matrix's row for a phase name: level, and the replica range.
@@ -219,6 +265,7 @@ pub fn summarize(scenario: &Scenario, run: &Run, settings: &Settings) -> Summary
         settings: SettingsView::new(settings),
         sweep: None,
         trace: None,
+        outages: outages(scenario, &run.samples),
     }
 }
 
@@ -350,6 +397,56 @@ fn verdict(phases: &[PhaseSummary], up: Option<u64>, down: Option<u64>) -> Optio
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_outage_during_which_pods_go_is_not_held() {
+        use super::super::scenario::{MetricsPath, Phase, StoreState};
+        let phase = |name: &str, store| Phase {
+            name: name.to_owned(),
+            duration: std::time::Duration::from_secs(2),
+            depth: super::super::scenario::DepthProfile::Constant(8500.0),
+            level: None,
+            jitter: 0.0,
+            prometheus: MetricsPath::Up,
+            store,
+        };
+        let scenario = Scenario {
+            name: "t".into(),
+            phases: vec![
+                phase("before", StoreState::Up),
+                phase("dark", StoreState::Down),
+            ],
+        };
+        let sample = |t, phase, desired| Sample {
+            t,
+            phase,
+            depth: 8500,
+            metric_depth: None,
+            level: Level::Soft,
+            scale: 0.5,
+            desired,
+            ready: desired,
+            draining: 0,
+        };
+        // As a depth read as 0 would have it: the pods leave during the outage.
+        let dropped = [
+            sample(0, 0, 7),
+            sample(1, 0, 7),
+            sample(2, 1, 7),
+            sample(3, 1, 1),
+        ];
+        let found = outages(&scenario, &dropped);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].pods_at_start, found[0].pods_min), (7, 1));
+        assert!(!found[0].held);
+        let kept = [
+            sample(0, 0, 7),
+            sample(1, 0, 7),
+            sample(2, 1, 7),
+            sample(3, 1, 8),
+        ];
+        assert!(outages(&scenario, &kept)[0].held);
+    }
     use super::*;
 
     fn phase(name: &str, level: Level, max: u32, end: u32) -> PhaseSummary {

@@ -19,6 +19,9 @@ pub enum BuiltinScenario {
     Matrix,
     /// The replica matrix's four seed scenarios in order: normal 500, moderate 6000, overload 9500, recovery 800.
     Seed,
+    /// A store outage under load: a high queue (SOFT), then the store stops
+    /// answering mdp's polls for three minutes, then it is back and drained.
+    StoreOutage,
     /// The queue in closed loop: normal, a database slowdown, a stall, recovery;
     /// the depth follows from the granted rate and the pods' write throughput.
     ClosedLoop,
@@ -34,6 +37,17 @@ pub enum MetricsPath {
     /// The series are gone (the query returns an empty vector).
     Empty,
     /// Prometheus cannot be reached.
+    Down,
+}
+
+/// Whether the store answers mdp during a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreState {
+    /// Polled (or pushing) as usual.
+    #[default]
+    Up,
+    /// Every poll fails: mdp withdraws the depth sample and holds the level.
     Down,
 }
 
@@ -76,6 +90,7 @@ pub struct Phase {
     /// Uniform noise of +-`jitter` messages added to the depth at every step.
     pub jitter: f64,
     pub prometheus: MetricsPath,
+    pub store: StoreState,
 }
 
 impl Phase {
@@ -87,6 +102,7 @@ impl Phase {
             level: None,
             jitter: 0.0,
             prometheus: MetricsPath::Up,
+            store: StoreState::Up,
         }
     }
 }
@@ -117,6 +133,20 @@ impl Scenario {
                     Phase::steady("moderate", 120, 6000.0),
                     Phase::steady("high", 120, 8500.0),
                     Phase::steady("overload", 120, 9500.0),
+                    Phase::steady("recovery", 180, 800.0),
+                ],
+            ),
+            BuiltinScenario::StoreOutage => (
+                "store-outage",
+                vec![
+                    Phase::steady("normal", 60, 500.0),
+                    Phase::steady("high", 180, 8500.0),
+                    // SOFT, not HARD: only the depth trigger holds the pods up,
+                    // so what its empty query does is what the pods do.
+                    Phase {
+                        store: StoreState::Down,
+                        ..Phase::steady("store-down", 180, 8500.0)
+                    },
                     Phase::steady("recovery", 180, 800.0),
                 ],
             ),
@@ -157,7 +187,7 @@ impl Scenario {
     }
 
     /// Parses a JSON list of phases (or `{"phases": [...]}`), each
-    /// `{"name", "duration", "depth", "level"?, "jitter"?, "prometheus"?}`.
+    /// `{"name", "duration", "depth", "level"?, "jitter"?, "prometheus"?, "store"?}`.
     pub fn from_json(name: &str, text: &str, capacity: u64) -> Result<Scenario, ScenarioError> {
         let invalid = ScenarioError::Invalid;
         let value: Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
@@ -230,6 +260,8 @@ struct RawPhase {
     jitter: Option<f64>,
     #[serde(default)]
     prometheus: MetricsPath,
+    #[serde(default)]
+    store: StoreState,
 }
 
 /// One phase; errors read `phase N ("name"): what is wrong`.
@@ -268,6 +300,7 @@ fn parse_phase(number: usize, raw: Value, capacity: u64) -> Result<Phase, String
         level,
         jitter,
         prometheus: raw.prometheus,
+        store: raw.store,
     })
 }
 
