@@ -578,6 +578,48 @@ const PROVIDER_SCALE: &str =
 /// The colour zone of the queue bar.
 const DEPTH_ZONE: &str = "document.getElementById('util-fill').dataset.zone";
 
+/// A store mdp cannot reach shows as unreachable with its depth unknown,
+/// never as an empty queue.
+#[test]
+fn an_unreachable_store_shows_as_such_not_as_an_empty_queue() {
+    let Some(mut browser) = browser() else {
+        return;
+    };
+    browser.describe_with(PAGE_SUMMARY);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/metrics", closed.local_addr().expect("addr"));
+    drop(closed);
+    let server = MdpProcess::serve(
+        &[
+            "--store-metrics-url",
+            &url,
+            "--pull-interval",
+            "200ms",
+            "--pull-timeout",
+            "200ms",
+            "--pull-ttl",
+            "1s",
+        ],
+        &[],
+    );
+    browser.open(&server.url("/"), 1280, 900, false);
+    let wait = Duration::from_secs(15);
+    browser.wait_for(
+        "(document.getElementById('util-text').textContent || '').includes('store unreachable')",
+        wait,
+    );
+    browser.wait_for(&level_shows("SOFT"), wait);
+    assert_eq!(
+        browser.eval(DIGITS_OF_DEPTH),
+        "—",
+        "no number stands for the depth"
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('util-fill').closest('.card').dataset.signal"),
+        "lost"
+    );
+}
+
 /// The queue bar follows the depth against the watermarks while the level
 /// still holds HARD (the relax hold), and the level bands are visible.
 #[test]

@@ -253,6 +253,15 @@
     if (!isNaN(num(th.soft_watermark)) && !isNaN(num(th.hard_watermark))) {
       text += ' · SOFT at ' + fmtPct(th.soft_watermark) + ', HARD at ' + fmtPct(th.hard_watermark);
     }
+    // A store mdp cannot read is no empty queue: say so, with the last depth it reported.
+    const blind = s.store_reachable === false;
+    setAttr($('util-fill').closest('.card') || document.body, 'data-signal', blind ? 'lost' : 'ok');
+    if (blind) {
+      const last = (s.coordinators || []).filter(Boolean).map((c) => num(c.queue_size)).filter((v) => !isNaN(v));
+      text = 'store unreachable: depth unknown' +
+        (last.length ? ' (last reported ' + fmtInt(Math.max.apply(null, last)) + ', stale)' : ' (never reached)') +
+        ' · level held, KEDA falls back';
+    }
     setText($('util-text'), text);
   }
 
