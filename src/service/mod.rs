@@ -274,8 +274,17 @@ fn budget_watch(
         metrics.set_budget_mode(BudgetMode::Split);
         return None;
     };
-    metrics.set_budget_mode(BudgetMode::Fallback);
     let mut mode = shared.watch_mode();
+    let show = |metrics: &Metrics, shared: bool| {
+        metrics.set_budget_mode(if shared {
+            BudgetMode::Shared
+        } else {
+            BudgetMode::Fallback
+        });
+    };
+    // Redis may have answered already: start from the mode as it is now,
+    // not from the next change (which may never come).
+    show(metrics, *mode.borrow_and_update());
     let (rates, metrics) = (Arc::downgrade(rates), metrics.clone());
     Some(async move {
         loop {
@@ -284,12 +293,7 @@ fn budget_watch(
                 _ = shutdown.changed() => return,
             }
             let Some(rates) = rates.upgrade() else { return };
-            let shared = *mode.borrow_and_update();
-            metrics.set_budget_mode(if shared {
-                BudgetMode::Shared
-            } else {
-                BudgetMode::Fallback
-            });
+            show(&metrics, *mode.borrow_and_update());
             rates.notify_change();
         }
     })
