@@ -586,9 +586,7 @@ fn an_unreachable_store_shows_as_such_not_as_an_empty_queue() {
         return;
     };
     browser.describe_with(PAGE_SUMMARY);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/metrics", closed.local_addr().expect("addr"));
-    drop(closed);
+    let url = common::closed_url();
     let server = MdpProcess::serve(
         &[
             "--store-metrics-url",

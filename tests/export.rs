@@ -97,19 +97,10 @@ async fn real_scrape() -> String {
         .await
         .expect("feedback posts");
     assert!(posted.status().is_success());
-    let text = http
-        .get(mdp.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = common::get_text(&http, &mdp.url("/metrics")).await;
     drop(mdp);
     // The families only pull mode has, from a pod whose store does not answer.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/metrics", closed.local_addr().expect("addr"));
-    drop(closed);
+    let url = common::closed_url();
     let pulling = MdpProcess::serve(
         &[
             "--store-metrics-url",
@@ -125,14 +116,7 @@ async fn real_scrape() -> String {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let pulled = http
-            .get(pulling.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let pulled = common::get_text(&http, &pulling.url("/metrics")).await;
         if common::sample(&pulled, "mdp_store_up").is_some() {
             return format!("{text}{pulled}");
         }

@@ -8,7 +8,7 @@ mod common;
 #[allow(dead_code)] // the helpers of tests/export.rs this file does not use
 mod tools;
 
-use common::{MdpProcess, require_tool, sample, store_event};
+use common::{MdpProcess, closed_url, get_text, require_tool, sample, store_event};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,14 +86,6 @@ impl Drop for Store {
     }
 }
 
-/// An address nothing listens on.
-fn closed_url() -> String {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/metrics", closed.local_addr().expect("addr"));
-    drop(closed);
-    url
-}
-
 async fn state(http: &reqwest::Client, mdp: &MdpProcess) -> Value {
     http.get(mdp.url("/api/v1/state"))
         .send()
@@ -105,13 +97,7 @@ async fn state(http: &reqwest::Client, mdp: &MdpProcess) -> Value {
 }
 
 async fn metrics(http: &reqwest::Client, mdp: &MdpProcess) -> String {
-    http.get(mdp.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("metrics text")
+    get_text(http, &mdp.url("/metrics")).await
 }
 
 /// Polls `check` until it holds or 30 s pass (a loaded machine is slow, never wrong).

@@ -55,14 +55,24 @@ async fn start_store(state: Arc<Mutex<Store>>) -> std::net::SocketAddr {
     addr
 }
 
-async fn level(mdp: &InProcess) -> String {
-    let state: serde_json::Value = reqwest::get(mdp.url("/api/v1/state"))
+async fn state(mdp: &InProcess) -> serde_json::Value {
+    reqwest::get(mdp.url("/api/v1/state"))
         .await
         .expect("state")
         .json()
         .await
-        .expect("json");
-    state["level"].as_str().unwrap_or_default().to_owned()
+        .expect("json")
+}
+
+async fn metrics(mdp: &InProcess) -> String {
+    common::get_text(&reqwest::Client::new(), &mdp.url("/metrics")).await
+}
+
+async fn level(mdp: &InProcess) -> String {
+    state(mdp).await["level"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -109,24 +119,14 @@ async fn polled_depth_drives_the_level_and_failures_fail_safe() {
         wait_for("soft").await,
         "failing store should fail safe to SOFT"
     );
-    let state: serde_json::Value = reqwest::get(mdp.url("/api/v1/state"))
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let state = state(&mdp).await;
     assert_eq!(state["coordinators"][0]["stale"], true);
-    let metrics = reqwest::get(mdp.url("/metrics"))
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let scrape = metrics(&mdp).await;
     assert!(
-        common::sample(&metrics, "mdp_pull_polls_total{result=\"error\"}").expect("counted") >= 3.0
+        common::sample(&scrape, "mdp_pull_polls_total{result=\"error\"}").expect("counted") >= 3.0
     );
     assert_eq!(
-        common::sample(&metrics, "mdp_coordinator_stale{coordinator=\"store_01\"}"),
+        common::sample(&scrape, "mdp_coordinator_stale{coordinator=\"store_01\"}"),
         Some(1.0)
     );
 
@@ -141,12 +141,7 @@ async fn polled_depth_drives_the_level_and_failures_fail_safe() {
 
     // Garbage is a failure too; a good answer brings it back.
     let errors = || async {
-        let text = reqwest::get(mdp.url("/metrics"))
-            .await
-            .expect("get")
-            .text()
-            .await
-            .expect("text");
+        let text = metrics(&mdp).await;
         common::sample(&text, "mdp_pull_polls_total{result=\"error\"}").unwrap_or(0.0)
     };
     let before = errors().await;
@@ -166,12 +161,7 @@ async fn polled_depth_drives_the_level_and_failures_fail_safe() {
 
 #[tokio::test]
 async fn an_unreachable_store_fails_safe_instead_of_ok() {
-    // A port nothing listens on: bind, note it, close.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/metrics", closed.local_addr().expect("addr"));
-    drop(closed);
+    let url = common::closed_url();
     let mdp = InProcess::start(&[
         "--store-metrics-url",
         &url,
@@ -187,12 +177,7 @@ async fn an_unreachable_store_fails_safe_instead_of_ok() {
     .await;
     // Nothing was ever learned: no coordinator, yet never OK, polls counted as errors.
     let failed = eventually(Duration::from_secs(20), || async {
-        let text = reqwest::get(mdp.url("/metrics"))
-            .await
-            .expect("get")
-            .text()
-            .await
-            .expect("text");
+        let text = metrics(&mdp).await;
         common::sample(&text, "mdp_pull_polls_total{result=\"error\"}").unwrap_or(0.0) >= 3.0
     })
     .await;
@@ -202,12 +187,7 @@ async fn an_unreachable_store_fails_safe_instead_of_ok() {
         "soft",
         "a store never reached is no empty queue"
     );
-    let state: serde_json::Value = reqwest::get(mdp.url("/api/v1/state"))
-        .await
-        .expect("state")
-        .json()
-        .await
-        .expect("json");
+    let state = state(&mdp).await;
     assert_eq!(state["queue_depth"], serde_json::Value::Null);
     assert_eq!(state["coordinators"].as_array().map(Vec::len), Some(0));
     mdp.stop().await;

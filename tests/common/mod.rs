@@ -245,6 +245,26 @@ pub fn store_event(depth: u64, level: &str, reason: Option<&str>) -> Value {
     })
 }
 
+/// The `/metrics` URL of a loopback port nothing listens on: a store that is
+/// never reached.
+pub fn closed_url() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/metrics", closed.local_addr().expect("addr"));
+    drop(closed);
+    url
+}
+
+/// The text of a `GET` that must answer.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url)
+        .send()
+        .await
+        .expect("GET answers")
+        .text()
+        .await
+        .expect("text body")
+}
+
 /// Reads one sample's value from a Prometheus text exposition.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| {
