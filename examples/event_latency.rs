@@ -39,17 +39,26 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1e6
 }
 
-/// Fraction of the histogram's observations at or below `bound` seconds.
+/// Fraction of the histogram's observations at or below `bound` seconds, as
+/// a scrape shows them.
 fn histogram_share_within(metrics: &Metrics, bound: f64) -> f64 {
-    use prometheus::core::Metric;
-    let proto = metrics.event_to_scale.metric();
-    let total = metrics.event_to_scale.get_sample_count() as f64;
-    proto
-        .get_histogram()
-        .get_bucket()
-        .iter()
-        .find(|b| (b.upper_bound() - bound).abs() < 1e-12)
-        .map_or(f64::NAN, |b| b.cumulative_count() as f64 / total)
+    let name = mdp::telemetry::catalogue::EVENT_TO_SCALE.name;
+    let text = String::from_utf8(metrics.render()).unwrap_or_default();
+    let value = |line: &str, series: &str| -> Option<f64> {
+        line.strip_prefix(series)?.trim().parse().ok()
+    };
+    let count_series = format!("{name}_count");
+    let total = text.lines().find_map(|l| value(l, &count_series));
+    let bucket_prefix = format!("{name}_bucket{{le=\"");
+    let within = text.lines().find_map(|l| {
+        let (le, count) = l.strip_prefix(&bucket_prefix)?.split_once("\"} ")?;
+        let le: f64 = le.parse().ok()?;
+        ((le - bound).abs() < 1e-12).then(|| count.parse::<f64>().ok())?
+    });
+    match (within, total) {
+        (Some(within), Some(total)) => within / total,
+        _ => f64::NAN,
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

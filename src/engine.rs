@@ -233,7 +233,6 @@ pub fn build(
         gauged: None,
     };
     engine.apply(clock.now(), Refresh::All);
-    engine.metrics.touch();
     let handle = EngineHandle(Arc::new(Channels {
         commands,
         snapshot: engine.publish.subscribe(),
@@ -304,8 +303,8 @@ impl Engine {
                     None
                 }
             };
-            // A scrape must show the change before anyone hears of it.
-            self.metrics.touch();
+            // Every write to the metrics publishes itself: a scrape shows
+            // the change before anyone hears of it.
             if let Some((reply, outcome)) = reply {
                 // The sender may have gone (client hung up): the event applied anyway.
                 let _ = reply.send(outcome);
@@ -328,8 +327,7 @@ impl Engine {
                     self.count_event(&id, level);
                 }
                 self.metrics
-                    .event_to_scale
-                    .observe(received.elapsed().as_secs_f64());
+                    .observe_event_to_scale(received.elapsed().as_secs_f64());
                 Some((reply, outcome))
             }
             Command::Poll(outcome) => {
@@ -354,7 +352,7 @@ impl Engine {
         let mut applied = Vec::new();
         match outcome {
             PollOutcome::Depths(depths) => {
-                self.metrics.polls.with_label_values(&["ok"]).inc();
+                self.metrics.count_poll(true);
                 self.controller.pull_succeeded();
                 if let Report::Recovered { count, over } = self.poll_failures.success(now) {
                     tracing::info!(
@@ -383,7 +381,7 @@ impl Engine {
                 }
             }
             PollOutcome::Failed(error) => {
-                self.metrics.polls.with_label_values(&["error"]).inc();
+                self.metrics.count_poll(false);
                 match self.poll_failures.failure(now) {
                     Report::First => {
                         tracing::warn!(reason = error.reason(), "store poll failed: {error}");
@@ -407,9 +405,8 @@ impl Engine {
     /// Counts an applied event and sets its coordinator's series from the
     /// snapshot [`Engine::apply`] just published.
     fn count_event(&self, coordinator: &str, level: Level) {
-        let index = usize::try_from(level.as_gauge()).expect("levels are 0, 1, 2");
         for provider in &self.series.feedback {
-            provider.events[index].inc();
+            provider.count_event(level);
         }
         let snapshot = self.publish.borrow();
         // Coordinators come sorted by id (the controller keeps them in a BTreeMap).
@@ -450,41 +447,36 @@ impl Engine {
         let all = refresh == Refresh::All;
         if all || self.gauged != Some((scale, level)) {
             for provider in &self.series.feedback {
-                provider.scale.set(scale);
-                provider.state.set(level.as_gauge() as f64);
+                provider.set_scale(scale, level);
             }
             self.gauged = Some((scale, level));
         }
         if all || scale_changed {
-            for (gauge, view) in self.series.effective_rate.iter().zip(self.rates.views()) {
-                if let Some(gauge) = gauge {
-                    gauge.set(view.effective_rate);
+            for (series, view) in self.series.effective_rate.iter().zip(self.rates.views()) {
+                if let Some(series) = series {
+                    series.set_effective_rate(view.effective_rate);
                 }
             }
         }
         let depth = self.controller.depth();
-        self.series.set_queue_depth(&self.metrics, depth);
+        self.metrics.set_queue_depth(depth.value());
         let store_reachable = self.controller.store_reachable();
         if let Some(up) = store_reachable {
-            self.series.set_store_up(&self.metrics, up);
+            self.metrics.set_store_up(up);
         }
         let (queue_depth, capacity) = match depth {
             Depth::Known { depth, capacity } => (Some(depth), capacity),
             Depth::Unknown => (None, None),
         };
-        let m = &self.metrics;
-        m.flaps_suppressed.inc_by(
-            self.controller
-                .flaps_suppressed()
-                .saturating_sub(m.flaps_suppressed.get()),
-        );
+        self.metrics
+            .set_flaps_suppressed(self.controller.flaps_suppressed());
         let coordinators = self.controller.coordinators();
         let stale = coordinators.iter().filter(|c| c.stale).count();
         // A polled store that does not answer counts as a stale coordinator
         // even before any was seen, so the staleness alert never misses it.
         let blind = store_reachable == Some(false) && coordinators.is_empty();
-        self.series.stale.set((stale + usize::from(blind)) as i64);
-        self.series.live.set((coordinators.len() - stale) as i64);
+        self.metrics
+            .set_coordinator_counts(coordinators.len() - stale, stale + usize::from(blind));
         let state = State {
             level,
             raw_level: self.controller.raw_level(),
@@ -511,10 +503,7 @@ impl Engine {
     fn log(&self, event: ControlEvent) {
         match event {
             ControlEvent::LevelChanged { from, to, scale } => {
-                self.metrics
-                    .transitions
-                    .with_label_values(&[to.as_str()])
-                    .inc();
+                self.metrics.count_transition(to);
                 tracing::info!(%from, %to, scale, "backpressure level changed");
             }
             ControlEvent::Forgotten {

@@ -1,40 +1,42 @@
-//! Telemetry: every metric declared once, with help text, and the exposition.
+//! Telemetry: every metric family mdp exports, its values, and the exposition.
 //!
-//! A scrape stays cheap however often it comes and however many providers
-//! and coordinators there are:
-//! - the families only the control loop (and [`MetricSet::reject`]) change are
-//!   encoded again only after [`MetricSet::touch`] says they changed; the loop
-//!   touches after every command and at least once a second, so a change made
-//!   without a touch shows within a second at worst;
-//! - the families that grow with the configuration (per provider, per
-//!   coordinator) are kept as values with their label text built once
-//!   ([`series`]), and written straight into the exposition;
-//! - the families other modules change at will (tokens, throttles, refused
-//!   tokens, replicas) are encoded on every scrape;
-//! - the process metrics are read from `/proc` at most once a second (reading
-//!   `/proc/self/limits` alone cost more than all the rest of a scrape).
+//! The families are listed once, in [`catalogue`]; the exposition is the
+//! sections of [`MetricSet::sections`], each writing one catalogue list. Values
+//! live in the prometheus crate's atomics, private to their section, and
+//! change only through the methods below, each of which publishes the change:
+//! the sections written rarely (the control loop's, the pod's budget) keep
+//! their encoded text and encode again only after a write; the ones written
+//! on every request (tokens, HTTP) build their series text once and write
+//! their values on every scrape. A scrape stays cheap however often it comes
+//! and however many providers and coordinators there are (see BENCHMARKS.md).
+//!
+//! A new group of families (say, pacing) is a list in [`catalogue`], a
+//! section here writing exactly it (a file of its own, implementing
+//! `exposition::Section`), one field of [`MetricSet`] with its write methods,
+//! and one entry in [`MetricSet::sections`].
 
+mod budget;
+pub mod catalogue;
+mod cells;
+mod control;
 mod exposition;
-mod series;
+mod http;
 mod text;
 
-pub use series::{CoordinatorSample, ProviderSeries};
+pub use catalogue::QUEUE_DEPTH_SOURCE;
+pub use cells::Counter;
+pub use control::{CoordinatorSample, ProviderSeries};
+pub use http::{HTTP_DURATION_BUCKETS, HttpRoute};
 
 use crate::level::Level;
-use exposition::{Exposition, lock};
-use prometheus::core::Collector;
-use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
-};
-use series::CoordinatorRow;
-use std::collections::BTreeMap;
+use budget::{PodsSection, RatesSection};
+use control::ControlSection;
+use exposition::{ProcessSection, Section};
+use http::HttpSection;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-/// `pipeline_feedback_queue_depth`'s fixed `source` label.
-pub const QUEUE_DEPTH_SOURCE: &str = "store_coordinator";
 
 /// Buckets of the event -> new scale histogram, in seconds (1 us .. 100 ms).
 pub const EVENT_TO_SCALE_BUCKETS: &[f64] = &[
@@ -57,33 +59,15 @@ impl Deref for Metrics {
     }
 }
 
-/// The metrics themselves.
+/// The metrics themselves: one field per section.
 pub struct MetricSet {
-    exposition: Exposition,
-    // The control loop's, per provider and per coordinator (see `provider`
-    // and `set_coordinator`):
-    providers: Vec<ProviderSeries>,
-    coordinator_rows: Mutex<BTreeMap<String, CoordinatorRow>>,
-    // The control loop's, of fixed size:
-    pub queue_depth: GaugeVec,
-    pub events_rejected: IntCounterVec,
-    pub event_to_scale: Histogram,
-    pub transitions: IntCounterVec,
-    pub flaps_suppressed: IntCounter,
-    pub coordinators: IntGaugeVec,
-    pub polls: IntCounterVec,
-    /// No series until the store is polled (push mode never has one).
-    pub store_up: IntGaugeVec,
-    // Changed by other modules, encoded on every scrape:
-    pub tokens_granted: IntCounterVec,
-    pub requests_throttled: IntCounterVec,
-    pub replicas: IntGauge,
-    pub unauthorized: IntCounterVec,
-    pub budget_mode: IntGaugeVec,
-    /// HTTP requests by route (a fixed set of names, never raw paths) and status.
-    pub http_requests: IntCounterVec,
-    /// Time to the response head, by route.
-    pub http_duration: HistogramVec,
+    control: ControlSection,
+    rates: RatesSection,
+    pods: PodsSection,
+    http: HttpSection,
+    process: ProcessSection,
+    /// Length of the last exposition, to allocate the next one at once.
+    last_len: AtomicUsize,
 }
 
 /// Where a pod's tokens come from (`mdp_budget_mode`).
@@ -109,283 +93,157 @@ impl BudgetMode {
     }
 }
 
-/// Buckets of `mdp_http_request_duration_seconds`: few, so a scrape stays small.
-pub const HTTP_DURATION_BUCKETS: [f64; 7] = [0.0005, 0.002, 0.01, 0.05, 0.25, 1.0, 10.0];
-
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help)
-}
-
 impl Metrics {
-    /// Registers every metric; the three seed gauges start at 1, 0, 0 for
-    /// every provider.
+    /// Every family of `providers` (each once, whatever the order): scale 1,
+    /// level 0, counts 0; one replica, split budget.
     pub fn new(providers: &[&str]) -> Self {
-        let owned = Registry::new();
-        let mut shared: Vec<Box<dyn Collector>> = Vec::new();
-        let mut register = |registry: Option<&Registry>, c: Box<dyn Collector>| match registry {
-            Some(registry) => registry
-                .register(c)
-                .expect("metric names are unique constants"),
-            None => shared.push(c),
+        let control = ControlSection::new(providers);
+        let rates = RatesSection {
+            providers: control.providers.clone(),
         };
-        // Names must be unique across the registry, the shared collectors and
-        // the families of `series` (the test `every_family_appears_once`).
-        macro_rules! metric {
-            ($registry:expr, $ty:ident, $name:expr, $help:expr, $labels:expr) => {{
-                let m = $ty::new(opts($name, $help), $labels).expect("valid metric definition");
-                register($registry, Box::new(m.clone()));
-                m
-            }};
-            ($registry:expr, $ty:ident, $name:expr, $help:expr) => {{
-                let m = $ty::with_opts(opts($name, $help)).expect("valid metric definition");
-                register($registry, Box::new(m.clone()));
-                m
-            }};
-        }
-        let mine = Some(&owned);
-        let queue_depth = metric!(
-            mine,
-            GaugeVec,
-            "pipeline_feedback_queue_depth",
-            "Queue depth reported by feedback source (echo of store).",
-            &["source"]
+        let set = MetricSet {
+            control,
+            rates,
+            pods: PodsSection::new(),
+            http: HttpSection::default(),
+            process: ProcessSection::new(),
+            last_len: AtomicUsize::new(8 * 1024),
+        };
+        debug_assert!(
+            set.sections()
+                .iter()
+                .flat_map(|s| s.families())
+                .eq(catalogue::all()),
+            "the sections write the catalogue, in its order"
         );
-        let events_rejected = metric!(
-            mine,
-            IntCounterVec,
-            "mdp_feedback_events_rejected_total",
-            "Feedback events refused or ignored, by reason.",
-            &["reason"]
-        );
-        let event_to_scale = Histogram::with_opts(
-            HistogramOpts::new(
-                "mdp_feedback_event_to_scale_seconds",
-                "Time from receiving a feedback event to the new scale being in force.",
-            )
-            .buckets(EVENT_TO_SCALE_BUCKETS.to_vec()),
-        )
-        .expect("valid histogram definition");
-        register(mine, Box::new(event_to_scale.clone()));
-        let transitions = metric!(
-            mine,
-            IntCounterVec,
-            "mdp_backpressure_transitions_total",
-            "Changes of the level driving the scale, by new level.",
-            &["level"]
-        );
-        let flaps_suppressed = metric!(
-            mine,
-            IntCounter,
-            "mdp_backpressure_flaps_suppressed_total",
-            "Raw level changes absorbed by the relax hold without changing the scale."
-        );
-        let coordinators = metric!(
-            mine,
-            IntGaugeVec,
-            "mdp_coordinators",
-            "Coordinators tracked, by state (live or stale).",
-            &["state"]
-        );
-        let polls = metric!(
-            mine,
-            IntCounterVec,
-            "mdp_pull_polls_total",
-            "Polls of the store's metrics endpoint, by result.",
-            &["result"]
-        );
-        let store_up = metric!(
-            mine,
-            IntGaugeVec,
-            "mdp_store_up",
-            "Whether the polled store answered its last poll (1) or not (0); absent in push mode.",
-            &[]
-        );
-        let build = metric!(
-            mine,
-            IntGaugeVec,
-            "mdp_build_info",
-            "Build information; always 1.",
-            &["version", "commit", "rustc"]
-        );
-        build
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                env!("MDP_GIT_COMMIT"),
-                env!("MDP_RUSTC_VERSION"),
-            ])
-            .set(1);
-        let tokens_granted = metric!(
-            None,
-            IntCounterVec,
-            "mdp_rate_tokens_granted_total",
-            "Rate tokens granted per provider.",
-            &["provider"]
-        );
-        let requests_throttled = metric!(
-            None,
-            IntCounterVec,
-            "mdp_rate_requests_throttled_total",
-            "Acquire requests refused per provider.",
-            &["provider"]
-        );
-        let replicas = metric!(
-            None,
-            IntGauge,
-            "mdp_replicas",
-            "Replicas sharing each provider's budget, as this replica knows it."
-        );
-        let unauthorized = metric!(
-            None,
-            IntCounterVec,
-            "mdp_http_unauthorized_total",
-            "Requests refused for a missing or wrong bearer token, by route.",
-            &["route"]
-        );
-        let budget_mode = metric!(
-            None,
-            IntGaugeVec,
-            "mdp_budget_mode",
-            "Where this pod takes tokens from: 1 for the mode in force (split: its local share; shared: one bucket in Redis; fallback: the local share because Redis does not answer).",
-            &["mode"]
-        );
-        for mode in BudgetMode::ALL {
-            budget_mode
-                .with_label_values(&[mode.as_str()])
-                .set(i64::from(mode == BudgetMode::Split));
-        }
-        let http_requests = metric!(
-            None,
-            IntCounterVec,
-            "mdp_http_requests_total",
-            "HTTP requests answered, by route and status code.",
-            &["route", "status"]
-        );
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "mdp_http_request_duration_seconds",
-                "Time from a request to its response head, by route.",
-            )
-            .buckets(HTTP_DURATION_BUCKETS.to_vec()),
-            &["route"],
-        )
-        .expect("valid histogram definition");
-        register(None, Box::new(http_duration.clone()));
-
-        let mut names: Vec<&str> = providers.to_vec();
-        names.sort_unstable();
-        names.dedup();
-        for provider in &names {
-            tokens_granted.with_label_values(&[*provider]);
-            requests_throttled.with_label_values(&[*provider]);
-        }
-        queue_depth
-            .with_label_values(&[QUEUE_DEPTH_SOURCE])
-            .set(0.0);
-        for level in Level::ALL {
-            transitions.with_label_values(&[level.as_str()]);
-        }
-        for reason in REJECT_REASONS {
-            events_rejected.with_label_values(&[reason]);
-        }
-        for state in ["live", "stale"] {
-            coordinators.with_label_values(&[state]);
-        }
-        for result in ["ok", "error"] {
-            polls.with_label_values(&[result]);
-        }
-        replicas.set(1);
-        Metrics(Arc::new(MetricSet {
-            exposition: Exposition::new(owned, shared),
-            providers: names.into_iter().map(ProviderSeries::new).collect(),
-            coordinator_rows: Mutex::new(BTreeMap::new()),
-            queue_depth,
-            events_rejected,
-            event_to_scale,
-            transitions,
-            flaps_suppressed,
-            coordinators,
-            polls,
-            store_up,
-            tokens_granted,
-            requests_throttled,
-            replicas,
-            unauthorized,
-            budget_mode,
-            http_requests,
-            http_duration,
-        }))
+        Metrics(Arc::new(set))
     }
 }
 
 impl MetricSet {
-    /// Sets `mdp_budget_mode`: 1 for `mode`, 0 for the others.
-    pub fn set_budget_mode(&self, mode: BudgetMode) {
-        for other in BudgetMode::ALL {
-            self.budget_mode
-                .with_label_values(&[other.as_str()])
-                .set(i64::from(other == mode));
-        }
-    }
-
-    /// A configured provider's series (scale, state, events, effective rate).
-    pub fn provider(&self, name: &str) -> Option<&ProviderSeries> {
-        self.providers
-            .binary_search_by(|p| p.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.providers[i])
-    }
-
-    /// Sets a coordinator's series, adding them the first time.
-    pub fn set_coordinator(&self, id: &str, sample: CoordinatorSample) {
-        let mut rows = lock(&self.coordinator_rows);
-        match rows.get_mut(id) {
-            Some(row) => row.sample = sample,
-            None => {
-                rows.insert(id.to_owned(), CoordinatorRow::new(id, sample));
-            }
-        }
-    }
-
-    /// Marks a known coordinator stale or fresh.
-    pub fn set_coordinator_stale(&self, id: &str, stale: bool) {
-        if let Some(row) = lock(&self.coordinator_rows).get_mut(id) {
-            row.sample.stale = stale;
-        }
-    }
-
-    /// Removes a forgotten coordinator's series.
-    pub fn remove_coordinator(&self, id: &str) {
-        lock(&self.coordinator_rows).remove(id);
-    }
-
-    /// What the exposition shows of a coordinator, if anything.
-    pub fn coordinator(&self, id: &str) -> Option<CoordinatorSample> {
-        lock(&self.coordinator_rows).get(id).map(|row| row.sample)
-    }
-
-    /// Counts one refused or ignored event.
-    pub fn reject(&self, reason: &str) {
-        self.events_rejected.with_label_values(&[reason]).inc();
-        self.touch();
-    }
-
-    /// Says that families of the control loop changed: the next scrape
-    /// encodes them again. Call it after the change, before anyone can learn
-    /// of it (a reply, a published snapshot).
-    pub fn touch(&self) {
-        self.exposition.touch();
+    /// The exposition, in order.
+    fn sections(&self) -> [&dyn Section; 5] {
+        [
+            &self.control,
+            &self.rates,
+            &self.pods,
+            &self.http,
+            &self.process,
+        ]
     }
 
     /// Prometheus text format 0.0.4.
     pub fn render(&self) -> Vec<u8> {
-        self.exposition.render(|out| {
-            series::encode_providers(&self.providers, out);
-            series::encode_coordinators(&lock(&self.coordinator_rows), out);
-        })
+        let mut out = Vec::with_capacity(self.last_len.load(Ordering::Relaxed) + 512);
+        for section in self.sections() {
+            section.append_to(&mut out);
+        }
+        self.last_len.store(out.len(), Ordering::Relaxed);
+        out
+    }
+
+    /// Makes the next scrape encode every section again, as after a write
+    /// to each (what the benches measure).
+    pub fn touch(&self) {
+        self.control.touch();
+        self.pods.touch();
+    }
+
+    // ---- The control loop's.
+
+    /// A configured provider's series.
+    pub fn provider(&self, name: &str) -> Option<&ProviderSeries> {
+        self.control.provider(name)
+    }
+
+    /// `pipeline_feedback_queue_depth`; None withdraws the sample while the
+    /// depth is unknown: an absent sample is what KEDA's fallback and
+    /// `absent()` alerts see, where a 0 would read as an empty queue.
+    pub fn set_queue_depth(&self, depth: Option<u64>) {
+        self.control.set_queue_depth(depth);
+    }
+
+    /// `mdp_store_up`: whether the polled store answered (absent until the first poll).
+    pub fn set_store_up(&self, up: bool) {
+        self.control.set_store_up(up);
+    }
+
+    /// `mdp_coordinators`: how many are live and how many stale.
+    pub fn set_coordinator_counts(&self, live: usize, stale: usize) {
+        self.control.set_coordinator_counts(live, stale);
+    }
+
+    /// Counts one poll of the store, answered or not.
+    pub fn count_poll(&self, ok: bool) {
+        self.control.count_poll(ok);
+    }
+
+    /// Counts one change of the level driving the scale.
+    pub fn count_transition(&self, to: Level) {
+        self.control.count_transition(to);
+    }
+
+    /// The relax hold's count of absorbed flaps (a total; never goes back).
+    pub fn set_flaps_suppressed(&self, total: u64) {
+        self.control.set_flaps_suppressed(total);
+    }
+
+    /// One event's time from its arrival to its scale being in force.
+    pub fn observe_event_to_scale(&self, seconds: f64) {
+        self.control.observe_event_to_scale(seconds);
+    }
+
+    /// Sets a coordinator's series, adding them the first time.
+    pub fn set_coordinator(&self, id: &str, sample: CoordinatorSample) {
+        self.control.set_coordinator(id, sample);
+    }
+
+    /// Marks a known coordinator stale or fresh.
+    pub fn set_coordinator_stale(&self, id: &str, stale: bool) {
+        self.control.set_coordinator_stale(id, stale);
+    }
+
+    /// Removes a forgotten coordinator's series.
+    pub fn remove_coordinator(&self, id: &str) {
+        self.control.remove_coordinator(id);
+    }
+
+    /// What the exposition shows of a coordinator, if anything.
+    pub fn coordinator(&self, id: &str) -> Option<CoordinatorSample> {
+        self.control.coordinator(id)
+    }
+
+    /// Counts one refused or ignored event; `reason` is one of [`REJECT_REASONS`].
+    pub fn reject(&self, reason: &str) {
+        self.control.reject(reason);
+    }
+
+    // ---- The pod's budget.
+
+    /// `mdp_replicas`: replicas sharing each provider's budget.
+    pub fn set_replicas(&self, count: u32) {
+        self.pods.set_replicas(count);
+    }
+
+    /// Sets `mdp_budget_mode`: 1 for `mode`, 0 for the others.
+    pub fn set_budget_mode(&self, mode: BudgetMode) {
+        self.pods.set_budget_mode(mode);
+    }
+
+    // ---- HTTP.
+
+    /// Counts one request refused for a missing or wrong token on `route`.
+    pub fn count_unauthorized(&self, route: &'static str) {
+        self.http.count_unauthorized(route);
+    }
+
+    /// The request series of `route` (made the first time it is asked for).
+    pub fn http_route(&self, route: &str) -> HttpRoute {
+        self.http.route(route)
     }
 }
 
-/// Content type of [`Metrics::render`].
+/// Content type of [`MetricSet::render`].
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every reason label of `mdp_feedback_events_rejected_total`, present from start.
@@ -404,9 +262,13 @@ pub const REJECT_REASONS: &[&str] = &[
 mod tests {
     use super::*;
 
+    fn scrape(metrics: &Metrics) -> String {
+        String::from_utf8(metrics.render()).expect("utf-8")
+    }
+
     #[test]
     fn seed_gauges_carry_values_from_start() {
-        let text = String::from_utf8(Metrics::new(&["ibkr"]).render()).expect("utf-8");
+        let text = scrape(&Metrics::new(&["ibkr"]));
         for line in [
             "# HELP pipeline_rate_scale_factor Current rate scale factor applied to provider (0.0..1.0).",
             "# TYPE pipeline_rate_scale_factor gauge",
@@ -422,81 +284,202 @@ mod tests {
         }
     }
 
+    /// Metrics with a series in every family.
+    fn every_family_present() -> Metrics {
+        let metrics = Metrics::new(&["ibkr", "polygon"]);
+        metrics.set_store_up(true);
+        metrics.set_coordinator(
+            "store-a",
+            CoordinatorSample {
+                queue_size: 10,
+                capacity: 100,
+                level: Level::Soft,
+                stale: false,
+                last_event_ts: 1.5e9,
+            },
+        );
+        metrics.count_unauthorized("feedback");
+        metrics.http_route("health").record(200, 0.001);
+        metrics
+    }
+
     #[test]
-    fn every_family_appears_once() {
-        let text = String::from_utf8(Metrics::new(&["ibkr"]).render()).expect("utf-8");
-        let mut seen = std::collections::HashSet::new();
-        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
-            assert!(seen.insert(line.to_owned()), "{line} twice");
-        }
-        for name in [
-            "pipeline_rate_scale_factor",
-            "mdp_rate_tokens_granted_total",
-            "mdp_replicas",
-            "mdp_build_info",
-        ] {
-            assert!(
-                seen.iter().any(|l| l.split(' ').nth(2) == Some(name)),
-                "no {name}"
-            );
-        }
+    fn the_exposition_writes_exactly_the_catalogue_in_its_order() {
+        let metrics = every_family_present();
+        let text = scrape(&metrics);
+        let written: Vec<(&str, &str)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(name, _)| !name.starts_with("process_"))
+            .collect();
+        let listed: Vec<(&str, &str)> = metrics
+            .sections()
+            .iter()
+            .flat_map(|s| s.families())
+            .map(|f| (f.name, f.kind.as_str()))
+            .collect();
+        assert_eq!(written, listed);
+        let all: Vec<_> = catalogue::all()
+            .map(|f| (f.name, f.kind.as_str()))
+            .collect();
+        assert_eq!(
+            listed, all,
+            "a section writes a list that is not the catalogue's"
+        );
         #[cfg(target_os = "linux")]
-        assert!(seen.iter().any(|l| l.contains("process_cpu_seconds_total")));
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
+    }
+
+    #[test]
+    fn every_sample_carries_its_familys_labels_and_help() {
+        let text = scrape(&every_family_present());
+        for family in catalogue::all() {
+            let help = format!("# HELP {} {}", family.name, family.help);
+            assert!(text.lines().any(|l| l == help), "no {help:?}");
+            assert!(!family.help.contains(['\\', '\n']), "{}", family.name);
+            let samples: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter(|l| {
+                    let name = l.split(['{', ' ']).next().unwrap_or("");
+                    name == family.name
+                        || (family.kind == catalogue::Kind::Histogram
+                            && ["_bucket", "_sum", "_count"]
+                                .iter()
+                                .any(|s| name.strip_suffix(s) == Some(family.name)))
+                })
+                .collect();
+            assert!(!samples.is_empty(), "no sample of {}", family.name);
+            for sample in samples {
+                let labels: Vec<&str> = sample
+                    .split_once('{')
+                    .and_then(|(_, rest)| rest.split_once('}'))
+                    .map(|(labels, _)| {
+                        labels
+                            .split(',')
+                            .filter_map(|p| p.split_once('=').map(|(k, _)| k))
+                            .filter(|k| *k != "le")
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                assert_eq!(labels, family.labels, "{sample}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_exposition_parses_as_prometheus_text() {
+        let text = scrape(&every_family_present());
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let parsed = prometheus_parse::Scrape::parse(lines).expect("parses");
+        assert!(
+            parsed.samples.len() > 40,
+            "{} samples",
+            parsed.samples.len()
+        );
     }
 
     fn value(metrics: &Metrics, series: &str) -> Option<f64> {
-        let text = String::from_utf8(metrics.render()).expect("utf-8");
-        text.lines()
+        scrape(metrics)
+            .lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     #[test]
-    fn a_touched_change_shows_in_the_next_scrape() {
+    fn a_write_shows_in_the_next_scrape() {
         let metrics = Metrics::new(&["ibkr"]);
         let series = "pipeline_rate_scale_factor{provider=\"ibkr\"}";
         assert_eq!(value(&metrics, series), Some(1.0));
-        metrics.provider("ibkr").expect("configured").scale.set(0.5);
-        metrics.touch();
+        let ibkr = metrics.provider("ibkr").expect("configured");
+        ibkr.set_scale(0.5, Level::Soft);
         assert_eq!(value(&metrics, series), Some(0.5));
+        assert_eq!(ibkr.scale(), 0.5);
+        let state = "pipeline_backpressure_state{provider=\"ibkr\"}";
+        assert_eq!(value(&metrics, state), Some(1.0));
+        metrics.set_replicas(3);
+        assert_eq!(value(&metrics, "mdp_replicas"), Some(3.0));
+        metrics.set_budget_mode(BudgetMode::Fallback);
+        assert_eq!(
+            value(&metrics, "mdp_budget_mode{mode=\"fallback\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&metrics, "mdp_budget_mode{mode=\"split\"}"),
+            Some(0.0)
+        );
+        metrics.count_transition(Level::Hard);
+        let hard = "mdp_backpressure_transitions_total{level=\"hard\"}";
+        assert_eq!(value(&metrics, hard), Some(1.0));
     }
 
     #[test]
-    fn changes_made_outside_the_loop_show_without_a_touch() {
+    fn counts_made_on_request_paths_show_at_once() {
         let metrics = Metrics::new(&["ibkr"]);
         let series = "mdp_rate_tokens_granted_total{provider=\"ibkr\"}";
         assert_eq!(value(&metrics, series), Some(0.0));
-        metrics
-            .tokens_granted
-            .with_label_values(&["ibkr"])
-            .inc_by(3);
+        let granted = metrics
+            .provider("ibkr")
+            .expect("configured")
+            .tokens_granted();
+        granted.inc_by(3);
         assert_eq!(value(&metrics, series), Some(3.0));
         metrics.reject("malformed");
         let rejected = "mdp_feedback_events_rejected_total{reason=\"malformed\"}";
         assert_eq!(value(&metrics, rejected), Some(1.0));
+        assert_eq!(metrics.control.rejected("malformed"), 1);
+        let route = metrics.http_route("metrics");
+        route.record(200, 0.0001);
+        route.record(200, 0.003);
+        route.record(404, 20.0);
+        let ok = "mdp_http_requests_total{route=\"metrics\",status=\"200\"}";
+        assert_eq!(value(&metrics, ok), Some(2.0));
+        let bucket = "mdp_http_request_duration_seconds_bucket{route=\"metrics\",le=\"0.01\"}";
+        assert_eq!(value(&metrics, bucket), Some(2.0));
+        let inf = "mdp_http_request_duration_seconds_bucket{route=\"metrics\",le=\"+Inf\"}";
+        assert_eq!(value(&metrics, inf), Some(3.0));
+        let count = "mdp_http_request_duration_seconds_count{route=\"metrics\"}";
+        assert_eq!(value(&metrics, count), Some(3.0));
+    }
+
+    #[test]
+    fn unknown_depth_and_unpolled_store_have_no_sample() {
+        let metrics = Metrics::new(&["ibkr"]);
+        assert!(!scrape(&metrics).contains("mdp_store_up"));
+        metrics.set_queue_depth(None);
+        assert!(!scrape(&metrics).contains("pipeline_feedback_queue_depth"));
+        metrics.set_queue_depth(Some(42));
+        let depth = "pipeline_feedback_queue_depth{source=\"store_coordinator\"}";
+        assert_eq!(value(&metrics, depth), Some(42.0));
+        metrics.set_store_up(false);
+        assert_eq!(value(&metrics, "mdp_store_up"), Some(0.0));
+    }
+
+    #[test]
+    fn many_statuses_on_one_route_are_all_counted() {
+        let metrics = Metrics::new(&[]);
+        let route = metrics.http_route("asset");
+        for status in 200..240u16 {
+            route.record(status, 0.0);
+            route.record(status, 0.0);
+        }
+        let text = scrape(&metrics);
+        for status in 200..240u16 {
+            let series =
+                format!("mdp_http_requests_total{{route=\"asset\",status=\"{status}\"}} 2");
+            assert!(text.lines().any(|l| l == series), "no {series}");
+        }
+        // The same route asked for again shares the series.
+        metrics.http_route("asset").record(200, 0.0);
+        let series = "mdp_http_requests_total{route=\"asset\",status=\"200\"}";
+        assert_eq!(value(&metrics, series), Some(3.0));
     }
 
     #[test]
     fn clones_share_the_metrics() {
         let metrics = Metrics::new(&["ibkr"]);
         let clone = metrics.clone();
-        clone.replicas.set(4);
-        assert_eq!(metrics.replicas.get(), 4);
-    }
-
-    #[test]
-    fn rejections_are_counted_by_reason() {
-        let metrics = Metrics::new(&["ibkr"]);
-        let before = metrics
-            .events_rejected
-            .with_label_values(&["malformed"])
-            .get();
-        metrics.reject("malformed");
-        assert_eq!(
-            metrics
-                .events_rejected
-                .with_label_values(&["malformed"])
-                .get(),
-            before + 1
-        );
+        clone.set_replicas(4);
+        assert_eq!(metrics.pods.replicas(), 4);
     }
 }

@@ -4,14 +4,15 @@
 use super::ConfigError;
 use super::keda::PromResponse;
 use crate::level::Level;
+use crate::telemetry::catalogue;
 use serde::{Deserialize, Serialize};
 
 /// Gauge the queue-depth trigger reads.
-pub const QUEUE_DEPTH_METRIC: &str = "pipeline_feedback_queue_depth";
+pub const QUEUE_DEPTH_METRIC: &str = catalogue::QUEUE_DEPTH.name;
 /// `source` label value of [`QUEUE_DEPTH_METRIC`]: the most severe live coordinator.
-pub const QUEUE_DEPTH_SOURCE: &str = "store_coordinator";
+pub const QUEUE_DEPTH_SOURCE: &str = catalogue::QUEUE_DEPTH_SOURCE;
 /// Gauge the hard-backpressure trigger reads (0 = ok, 1 = soft, 2 = hard).
-pub const BACKPRESSURE_METRIC: &str = "pipeline_backpressure_state";
+pub const BACKPRESSURE_METRIC: &str = catalogue::BACKPRESSURE_STATE.name;
 
 /// `metricType` of a trigger, spelt as KEDA and the HPA spell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

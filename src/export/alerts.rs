@@ -7,6 +7,7 @@ use super::{ExportOptions, ExportedFile, yaml_file};
 use crate::autoscale::{BACKPRESSURE_METRIC, QUEUE_DEPTH_METRIC, QUEUE_DEPTH_SOURCE};
 use crate::config::ServeConfig;
 use crate::level::Level;
+use crate::telemetry::catalogue::{BUDGET_MODE, COORDINATORS, POLLS, SCALE_FACTOR, STORE_UP};
 
 pub const PROMETHEUS_RULE: &str = "deploy/prometheus/prometheusrule-pipeline.yaml";
 pub const RULES_FILE: &str = "deploy/prometheus/mdp-alerts.rules.yaml";
@@ -54,11 +55,11 @@ pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
         &format!("source=\"{QUEUE_DEPTH_SOURCE}\""),
     );
     let level = selector(options, BACKPRESSURE_METRIC, "");
-    let scale = selector(options, "pipeline_rate_scale_factor", "");
-    let stale = selector(options, "mdp_coordinators", "state=\"stale\"");
-    let store_up = selector(options, "mdp_store_up", "");
-    let poll_errors = selector(options, "mdp_pull_polls_total", "result=\"error\"");
-    let budget_fallback = selector(options, "mdp_budget_mode", "mode=\"fallback\"");
+    let scale = selector(options, SCALE_FACTOR.name, "");
+    let stale = selector(options, COORDINATORS.name, "state=\"stale\"");
+    let store_up = selector(options, STORE_UP.name, "");
+    let poll_errors = selector(options, POLLS.name, "result=\"error\"");
+    let budget_fallback = selector(options, BUDGET_MODE.name, "mode=\"fallback\"");
     let high = queue_high(config);
     let capacity = config.store_capacity;
     let hard = Level::Hard.as_gauge();

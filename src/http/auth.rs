@@ -26,7 +26,7 @@ pub fn require(
                 if presented.is_some_and(|p| token.matches(p)) {
                     Ok(())
                 } else {
-                    metrics.unauthorized.with_label_values(&[route]).inc();
+                    metrics.count_unauthorized(route);
                     Err(warp::reject::custom(Rejected(ApiError::Unauthorized)))
                 }
             }

@@ -4,9 +4,8 @@
 //! the series by inventing paths.
 
 use super::ApiError;
-use crate::telemetry::Metrics;
+use crate::telemetry::{HttpRoute, Metrics};
 use http::{HeaderValue, Method, Request, StatusCode};
-use prometheus::Histogram;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -76,11 +75,11 @@ pub fn classify(path: &str) -> (usize, Methods) {
 const ASSET: usize = 9;
 const UNMATCHED: usize = 10;
 
-/// The per-route latency series, made on first use so a scrape carries only
-/// the routes that were asked for.
+/// The per-route series, made on first use so a scrape carries only the
+/// routes that were asked for.
 struct Observer {
     metrics: Metrics,
-    durations: [OnceLock<Histogram>; ROUTES.len()],
+    routes: [OnceLock<HttpRoute>; ROUTES.len()],
 }
 
 impl Observer {
@@ -91,13 +90,9 @@ impl Observer {
             route
         };
         let name = ROUTES[route];
-        self.durations[route]
-            .get_or_init(|| self.metrics.http_duration.with_label_values(&[name]))
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .http_requests
-            .with_label_values(&[name, status.as_str()])
-            .inc();
+        self.routes[route]
+            .get_or_init(|| self.metrics.http_route(name))
+            .record(status.as_u16(), started.elapsed().as_secs_f64());
     }
 }
 
@@ -114,7 +109,7 @@ impl<S> Observed<S> {
             inner,
             observer: Arc::new(Observer {
                 metrics,
-                durations: Default::default(),
+                routes: Default::default(),
             }),
         }
     }

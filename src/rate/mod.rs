@@ -21,7 +21,7 @@ pub use shared::{SharedBudget, SharedConfig, SharedConfigError};
 pub use spec::{ProviderSpec, ProviderSpecError, is_label_safe};
 
 use crate::clock::Clock;
-use prometheus::{IntCounter, IntCounterVec};
+use crate::telemetry::{Counter, Metrics};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -43,8 +43,8 @@ pub struct Provider {
     queue: Mutex<Waiters>,
     /// The ticket at the front of the queue (or the next one when it is empty).
     head: watch::Sender<u64>,
-    granted: IntCounter,
-    throttled: IntCounter,
+    granted: Counter,
+    throttled: Counter,
 }
 
 #[derive(Debug, Default)]
@@ -136,9 +136,6 @@ impl RateCoordinator {
     /// or all of them when it is None.
     pub fn new(specs: &[ProviderSpec], feedback_for: Option<&str>, clock: Clock) -> Self {
         let now = clock.now();
-        let counter = |name: &str| {
-            IntCounter::new(name, "standalone counter").expect("valid counter definition")
-        };
         let providers = specs
             .iter()
             .map(|spec| Provider {
@@ -151,8 +148,8 @@ impl RateCoordinator {
                 queue: Mutex::new(Waiters::default()),
                 head: watch::channel(0).0,
                 spec: spec.clone(),
-                granted: counter("granted"),
-                throttled: counter("throttled"),
+                granted: Counter::standalone(),
+                throttled: Counter::standalone(),
             })
             .collect();
         RateCoordinator {
@@ -163,12 +160,13 @@ impl RateCoordinator {
         }
     }
 
-    /// Counts into these families (by provider label), the ones `/metrics` shows.
-    pub fn with_counters(mut self, granted: &IntCounterVec, throttled: &IntCounterVec) -> Self {
+    /// Counts into the providers' series of `metrics`, the ones `/metrics` shows.
+    pub fn with_counters(mut self, metrics: &Metrics) -> Self {
         for provider in &mut self.providers {
-            let name = provider.spec.name.as_str();
-            provider.granted = granted.with_label_values(&[name]);
-            provider.throttled = throttled.with_label_values(&[name]);
+            if let Some(series) = metrics.provider(&provider.spec.name) {
+                provider.granted = series.tokens_granted();
+                provider.throttled = series.requests_throttled();
+            }
         }
         self
     }

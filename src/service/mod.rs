@@ -82,7 +82,7 @@ impl Service {
             config.feedback_provider.as_deref(),
             clock,
         )
-        .with_counters(&metrics.tokens_granted, &metrics.requests_throttled);
+        .with_counters(&metrics);
         if let Some(shared) = &config.budget_redis {
             let budget = SharedBudget::start(shared.clone())
                 .map_err(|e| StartError::SharedBudget(e.to_string()))?;
@@ -314,7 +314,7 @@ fn start_replica_watch(
 ) -> Result<ReplicaStart, StartError> {
     let apply = move |view: &ReplicaView| {
         rates.set_share(view.share);
-        metrics.replicas.set(i64::from(view.count));
+        metrics.set_replicas(view.count);
     };
     match &config.replicas {
         ReplicaSource::Static(count) => {

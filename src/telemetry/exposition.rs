@@ -1,78 +1,63 @@
-//! The exposition of [`super::MetricSet`]: the control loop's families
-//! encoded again only after a touch, the others on every scrape, the process
-//! metrics at most once per [`PROCESS_SAMPLE_PERIOD`].
+//! The exposition: one list of sections, each writing its own families.
+//! A section whose values change only through its write methods keeps its
+//! encoded text and encodes again only after a write moved its version
+//! ([`Cached`]); a section changed on every request (tokens, HTTP) writes its
+//! values on every scrape from cells whose series text is built once; the
+//! process metrics are read from `/proc` at most once per
+//! [`PROCESS_SAMPLE_PERIOD`] (reading `/proc/self/limits` alone cost more than
+//! all the rest of a scrape).
 
 use super::PROCESS_SAMPLE_PERIOD;
-use super::text::encode_collected;
-use prometheus::core::Collector;
-use prometheus::{Encoder, Registry, TextEncoder};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use super::catalogue::Family;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-/// The encoded exposition and what it takes to keep it current.
-pub(super) struct Exposition {
-    /// Fixed families of the control loop (a handful of series each); with
-    /// the growing ones of `MetricSet`, encoded again only when `generation`
-    /// moved past the generation of `owned_text`.
-    owned: Registry,
-    generation: AtomicU64,
-    owned_text: Mutex<Option<(u64, Vec<u8>)>>,
-    /// Families changed elsewhere; encoded on every scrape.
-    shared: Vec<Box<dyn Collector>>,
-    process: ProcessSample,
-    /// Length of the last exposition, to allocate the next one at once.
-    last_len: AtomicUsize,
+/// One part of the exposition.
+pub(super) trait Section: Send + Sync {
+    /// The families it writes, in order (a catalogue list; empty for the
+    /// process metrics, which are the prometheus crate's).
+    fn families(&self) -> &'static [Family];
+    /// Appends its families (a family without series is left out).
+    fn append_to(&self, out: &mut Vec<u8>);
 }
 
-impl Exposition {
-    pub(super) fn new(owned: Registry, shared: Vec<Box<dyn Collector>>) -> Self {
-        Exposition {
-            owned,
-            generation: AtomicU64::new(0),
-            owned_text: Mutex::new(None),
-            shared,
-            process: ProcessSample::new(),
-            last_len: AtomicUsize::new(8 * 1024),
+/// The encoded text of a section and the version it was encoded at; every
+/// write to the section calls [`Cached::bump`] after changing its values.
+pub(super) struct Cached {
+    version: AtomicU64,
+    text: Mutex<Option<(u64, Vec<u8>)>>,
+}
+
+impl Cached {
+    pub(super) fn new() -> Self {
+        Cached {
+            version: AtomicU64::new(0),
+            text: Mutex::new(None),
         }
     }
 
-    pub(super) fn touch(&self) {
-        self.generation.fetch_add(1, Ordering::Release);
+    /// Says the section's values changed: the next scrape encodes it again.
+    pub(super) fn bump(&self) {
+        self.version.fetch_add(1, Ordering::Release);
     }
 
-    /// The whole exposition; `encode_owned` appends the control loop's
-    /// families that live outside the registry.
-    pub(super) fn render(&self, encode_owned: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.last_len.load(Ordering::Relaxed) + 256);
-        {
-            // Read the generation before encoding: a change racing with the
-            // encoding leaves the text marked older than it is, never newer.
-            let generation = self.generation.load(Ordering::Acquire);
-            let mut cached = lock(&self.owned_text);
-            match &*cached {
-                Some((at, text)) if *at == generation => out.extend_from_slice(text),
-                _ => {
-                    let mut text = Vec::with_capacity(out.capacity());
-                    encode(&self.owned.gather(), &mut text);
-                    encode_owned(&mut text);
-                    out.extend_from_slice(&text);
-                    *cached = Some((generation, text));
-                }
+    /// Appends the text, encoding it again with `encode` if a write came
+    /// since it was encoded.
+    pub(super) fn append_to(&self, out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>)) {
+        // Read the version before encoding: a write racing with the encoding
+        // leaves the text marked older than it is, never newer.
+        let version = self.version.load(Ordering::Acquire);
+        let mut cached = lock(&self.text);
+        match &*cached {
+            Some((at, text)) if *at == version => out.extend_from_slice(text),
+            _ => {
+                let mut text = Vec::with_capacity(cached.as_ref().map_or(1024, |(_, t)| t.len()));
+                encode(&mut text);
+                out.extend_from_slice(&text);
+                *cached = Some((version, text));
             }
         }
-        for collector in &self.shared {
-            encode_collected(&collector.collect(), &mut out);
-        }
-        self.process.append_to(&mut out);
-        self.last_len.store(out.len(), Ordering::Relaxed);
-        out
     }
-}
-
-fn encode(families: &[prometheus::proto::MetricFamily], out: &mut Vec<u8>) {
-    TextEncoder::new()
-        .encode(families, out)
-        .expect("encoding into a Vec cannot fail");
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,25 +68,33 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The process metrics (CPU, memory, file descriptors, threads, start time),
 /// sampled at most once per [`PROCESS_SAMPLE_PERIOD`].
-struct ProcessSample {
+pub(super) struct ProcessSection {
     #[cfg(target_os = "linux")]
     collector: prometheus::process_collector::ProcessCollector,
     #[cfg(target_os = "linux")]
     cached: Mutex<Option<(std::time::Instant, Vec<u8>)>>,
 }
 
-impl ProcessSample {
-    fn new() -> Self {
-        ProcessSample {
+impl ProcessSection {
+    pub(super) fn new() -> Self {
+        ProcessSection {
             #[cfg(target_os = "linux")]
             collector: prometheus::process_collector::ProcessCollector::for_self(),
             #[cfg(target_os = "linux")]
             cached: Mutex::new(None),
         }
     }
+}
+
+impl Section for ProcessSection {
+    fn families(&self) -> &'static [Family] {
+        &[]
+    }
 
     #[cfg(target_os = "linux")]
     fn append_to(&self, out: &mut Vec<u8>) {
+        use prometheus::core::Collector;
+        use prometheus::{Encoder, TextEncoder};
         let now = std::time::Instant::now();
         let mut cached = lock(&self.cached);
         match &*cached {
@@ -110,7 +103,9 @@ impl ProcessSample {
             }
             _ => {
                 let mut text = Vec::with_capacity(1024);
-                encode(&self.collector.collect(), &mut text);
+                TextEncoder::new()
+                    .encode(&self.collector.collect(), &mut text)
+                    .expect("encoding into a Vec cannot fail");
                 out.extend_from_slice(&text);
                 *cached = Some((now, text));
             }

@@ -1,68 +1,78 @@
 //! Prometheus text format 0.0.4, written the way the prometheus crate's
-//! `TextEncoder` writes it (same escaping, same number formatting), for the
-//! families encoded without it.
+//! `TextEncoder` writes it (same escaping, same number formatting): series
+//! text (`name{labels}`) is built once per series, a scrape writes values.
 
-use prometheus::proto::MetricFamily;
+use super::catalogue::Family;
 use std::io::Write;
 
-/// A family's name, help and type.
-pub(super) struct Family<'a> {
-    pub(super) name: &'a str,
-    help: &'a str,
-    kind: &'a str,
-}
-
-impl Family<'static> {
-    pub(super) const fn gauge(name: &'static str, help: &'static str) -> Self {
-        Family {
-            name,
-            help,
-            kind: "gauge",
-        }
-    }
-
-    pub(super) const fn counter(name: &'static str, help: &'static str) -> Self {
-        Family {
-            name,
-            help,
-            kind: "counter",
-        }
+/// `# HELP` and `# TYPE` lines (help texts are constants without `\` or
+/// newlines, see the catalogue test).
+pub(super) fn header(out: &mut Vec<u8>, family: &Family) {
+    for part in [
+        "# HELP ",
+        family.name,
+        " ",
+        family.help,
+        "\n# TYPE ",
+        family.name,
+        " ",
+        family.kind.as_str(),
+        "\n",
+    ] {
+        out.extend_from_slice(part.as_bytes());
     }
 }
 
-impl Family<'_> {
-    /// `# HELP` and `# TYPE` lines (help texts are constants without `\` or newlines).
-    pub(super) fn header(&self, out: &mut Vec<u8>) {
-        for part in [
-            "# HELP ",
-            self.name,
-            " ",
-            self.help,
-            "\n# TYPE ",
-            self.name,
-            " ",
-            self.kind,
-            "\n",
-        ] {
-            out.extend_from_slice(part.as_bytes());
-        }
+/// `name{label="value",...}` with the values escaped; `name` alone without labels.
+pub(super) fn series_key(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut key = String::with_capacity(name.len() + 24 * labels.len());
+    key.push_str(name);
+    for (i, (label, value)) in labels.iter().enumerate() {
+        key.push(if i == 0 { '{' } else { ',' });
+        push_label(&mut key, label, value);
     }
-
-    /// One sample; `labels` is `{...}` already escaped, or empty.
-    pub(super) fn sample(&self, out: &mut Vec<u8>, labels: &str, value: f64) {
-        out.extend_from_slice(self.name.as_bytes());
-        out.extend_from_slice(labels.as_bytes());
-        push_value(out, value);
+    if !labels.is_empty() {
+        key.push('}');
     }
+    key
 }
 
-/// ` <value>\n`, formatted as the prometheus crate formats it (`f64` display).
-pub(super) fn push_value(out: &mut Vec<u8>, value: f64) {
+/// `key value\n` for a float, formatted as the prometheus crate formats it (`f64` display).
+pub(super) fn sample_f64(out: &mut Vec<u8>, key: &str, value: f64) {
+    out.extend_from_slice(key.as_bytes());
     writeln!(out, " {value}").expect("writing into a Vec cannot fail");
 }
 
+/// `key value\n` for a count; the same digits as the `f64` display of the
+/// count (below 2^53), without formatting a float.
+pub(super) fn sample_u64(out: &mut Vec<u8>, key: &str, value: u64) {
+    out.extend_from_slice(key.as_bytes());
+    out.push(b' ');
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.push(b'\n');
+}
+
+/// [`sample_u64`] for a gauge that may go below zero.
+pub(super) fn sample_i64(out: &mut Vec<u8>, key: &str, value: i64) {
+    match u64::try_from(value) {
+        Ok(value) => sample_u64(out, key, value),
+        Err(_) => sample_f64(out, key, value as f64),
+    }
+}
+
 /// `name="value"` with the value escaped (`\`, newline, `"`).
-pub(super) fn push_label(out: &mut String, name: &str, value: &str) {
+fn push_label(out: &mut String, name: &str, value: &str) {
     out.push_str(name);
     out.push_str("=\"");
     for c in value.chars() {
@@ -76,111 +86,30 @@ pub(super) fn push_label(out: &mut String, name: &str, value: &str) {
     out.push('"');
 }
 
-/// Encodes collected counter and gauge families, each family's series in
-/// label order. Sorting references is what makes this cheaper than
-/// `Registry::gather`, which sorts the series themselves.
-pub(super) fn encode_collected(families: &[MetricFamily], out: &mut Vec<u8>) {
-    use prometheus::proto::MetricType;
-    // Like `Registry::gather`, a family without series is left out.
-    for family in families.iter().filter(|f| !f.get_metric().is_empty()) {
-        let kind = match family.get_field_type() {
-            MetricType::COUNTER => "counter",
-            MetricType::GAUGE => "gauge",
-            MetricType::HISTOGRAM => "histogram",
-            other => unreachable!("counters, gauges and histograms only, got {other:?}"),
-        };
-        let header = Family {
-            name: family.name(),
-            help: family.help(),
-            kind,
-        };
-        header.header(out);
-        let mut metrics: Vec<_> = family.get_metric().iter().collect();
-        metrics.sort_unstable_by(|a, b| {
-            let (a, b) = (a.get_label(), b.get_label());
-            a.iter().map(|l| l.value()).cmp(b.iter().map(|l| l.value()))
-        });
-        let mut labels = String::new();
-        for metric in metrics {
-            labels.clear();
-            for (i, pair) in metric.get_label().iter().enumerate() {
-                labels.push(if i == 0 { '{' } else { ',' });
-                push_label(&mut labels, pair.name(), pair.value());
-            }
-            if !labels.is_empty() {
-                labels.push('}');
-            }
-            let value = match kind {
-                "counter" => metric.get_counter().value(),
-                "histogram" => {
-                    histogram(out, family.name(), &labels, metric.get_histogram());
-                    continue;
-                }
-                _ => metric.get_gauge().value(),
-            };
-            header.sample(out, &labels, value);
-        }
-    }
-}
-
-/// A histogram's `_bucket` (cumulative, `le` last among the labels, `+Inf`
-/// last), `_sum` and `_count` lines, as `TextEncoder` writes them.
-fn histogram(out: &mut Vec<u8>, name: &str, labels: &str, h: &prometheus::proto::Histogram) {
-    let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}'));
-    let with_le = |le: &str| match inner {
-        Some(inner) => format!("{{{inner},le=\"{le}\"}}"),
-        None => format!("{{le=\"{le}\"}}"),
-    };
-    let bucket = format!("{name}_bucket");
-    for b in h.get_bucket() {
-        out.extend_from_slice(bucket.as_bytes());
-        out.extend_from_slice(with_le(&b.upper_bound().to_string()).as_bytes());
-        push_value(out, b.cumulative_count() as f64);
-    }
-    out.extend_from_slice(bucket.as_bytes());
-    out.extend_from_slice(with_le("+Inf").as_bytes());
-    push_value(out, h.get_sample_count() as f64);
-    for (suffix, value) in [
-        ("_sum", h.get_sample_sum()),
-        ("_count", h.get_sample_count() as f64),
-    ] {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(suffix.as_bytes());
-        out.extend_from_slice(labels.as_bytes());
-        push_value(out, value);
-    }
-}
-
 #[cfg(test)]
-mod histogram_tests {
-    use prometheus::core::Collector;
-    use prometheus::{Encoder, HistogramOpts, HistogramVec, TextEncoder};
+mod tests {
+    use super::*;
 
     #[test]
-    fn histograms_are_written_as_the_text_encoder_writes_them() {
-        let h = HistogramVec::new(
-            HistogramOpts::new("x_seconds", "Help.").buckets(vec![0.0005, 0.01, 1.0]),
-            &["route"],
-        )
-        .expect("valid");
-        h.with_label_values(&["a"]).observe(0.002);
-        h.with_label_values(&["b"]).observe(5.0);
-        let families = h.collect();
-        let mut ours = Vec::new();
-        super::encode_collected(&families, &mut ours);
-        let mut theirs = Vec::new();
-        TextEncoder::new()
-            .encode(&families, &mut theirs)
-            .expect("encodes");
-        let sorted = |b: Vec<u8>| {
-            let mut lines: Vec<String> = String::from_utf8(b)
-                .expect("utf-8")
-                .lines()
-                .map(str::to_owned)
-                .collect();
-            lines.sort();
-            lines
-        };
-        assert_eq!(sorted(ours), sorted(theirs));
+    fn counts_are_written_as_their_float_display() {
+        for n in [0u64, 1, 9, 10, 99, 100, 12_345, 1 << 40, (1 << 53) - 1] {
+            let mut ours = Vec::new();
+            sample_u64(&mut ours, "x", n);
+            let mut float = Vec::new();
+            sample_f64(&mut float, "x", n as f64);
+            assert_eq!(ours, float, "{n}");
+        }
+        let mut negative = Vec::new();
+        sample_i64(&mut negative, "x", -3);
+        assert_eq!(negative, b"x -3\n");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            series_key("m", &[("a", "x\"y\\z\nw"), ("b", "")]),
+            r#"m{a="x\"y\\z\nw",b=""}"#
+        );
+        assert_eq!(series_key("m", &[]), "m");
     }
 }

@@ -15,6 +15,11 @@ use super::{ExportOptions, ExportedFile, HEADER};
 use crate::autoscale::{BACKPRESSURE_METRIC, QUEUE_DEPTH_METRIC, QUEUE_DEPTH_SOURCE};
 use crate::config::ServeConfig;
 use crate::level::Level;
+use crate::telemetry::catalogue::{
+    BUILD_INFO, COORDINATOR_DEPTH, COORDINATOR_LAST_EVENT, COORDINATOR_STALE, COORDINATORS,
+    EFFECTIVE_RATE, EVENT_TO_SCALE, EVENTS_PROCESSED, EVENTS_REJECTED, FLAPS_SUPPRESSED, POLLS,
+    REPLICAS, REQUESTS_THROTTLED, SCALE_FACTOR, TOKENS_GRANTED, TRANSITIONS,
+};
 use panel::{
     Panel, base_thresholds, layout, reduce_last, series_defaults, single_value, stat_options, step,
     thresholds, timeseries,
@@ -161,10 +166,7 @@ fn seed_panels(config: &ServeConfig) -> Vec<Panel> {
         &[
             (format!("max({depth})"), "queue depth"),
             (
-                format!(
-                    "max by (coordinator) ({})",
-                    sel("mdp_coordinator_queue_depth", "")
-                ),
+                format!("max by (coordinator) ({})", sel(COORDINATOR_DEPTH.name, "")),
                 "{{coordinator}}",
             ),
         ],
@@ -176,10 +178,7 @@ fn seed_panels(config: &ServeConfig) -> Vec<Panel> {
         "Rate Scale Factor",
         "Share of each provider's base rate mdp grants now (1 = full rate, 0 = paused).".into(),
         &[(
-            format!(
-                "min by (provider) ({})",
-                sel("pipeline_rate_scale_factor", "")
-            ),
+            format!("min by (provider) ({})", sel(SCALE_FACTOR.name, "")),
             "{{provider}}",
         )],
         obj! {
@@ -227,7 +226,7 @@ fn seed_panels(config: &ServeConfig) -> Vec<Panel> {
                 "sum(kube_deployment_status_replicas_available{namespace=\"$namespace\", deployment=\"$job\"})".into(),
                 "available",
             ),
-            (format!("count({})", sel("mdp_build_info", "")), "scraped"),
+            (format!("count({})", sel(BUILD_INFO.name, "")), "scraped"),
         ],
         obj! { "unit": "none", "decimals": 0u32, "thresholds": base_thresholds() },
         stat_options("value"),
@@ -256,7 +255,7 @@ fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
         timeseries(
             "Rate scale per provider",
             "Rate scale factor per provider over time.".into(),
-            &[(format!("min by (provider) ({})", sel("pipeline_rate_scale_factor", "")), "{{provider}}")],
+            &[(format!("min by (provider) ({})", sel(SCALE_FACTOR.name, "")), "{{provider}}")],
             {
                 let mut defaults = series_defaults("percentunit", None);
                 defaults.push("max", 1u32);
@@ -267,7 +266,7 @@ fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
         timeseries(
             "Effective rate per provider",
             "Tokens per second granted per provider, summed over the pods (each pod grants its share).".into(),
-            &[(format!("sum by (provider) ({})", sel("mdp_rate_effective_tokens_per_second", "")), "{{provider}}")],
+            &[(format!("sum by (provider) ({})", sel(EFFECTIVE_RATE.name, "")), "{{provider}}")],
             // Grafana's custom unit: "suffix:" then the text exactly as shown after the value.
             series_defaults(TOKENS_PER_SECOND_UNIT, None),
             12,
@@ -290,7 +289,7 @@ fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
                 (format!("max(kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}})"), "desired"),
                 (format!("max(kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}})"), "current"),
                 (format!("max(kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}})"), "max"),
-                (format!("max({})", sel("mdp_replicas", "")), "replicas mdp sees"),
+                (format!("max({})", sel(REPLICAS.name, "")), "replicas mdp sees"),
             ],
             series_defaults("none", None),
             12,
@@ -298,14 +297,14 @@ fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
         timeseries(
             "Feedback events applied",
             "Store feedback events applied per second, by provider and level (summed over pods).".into(),
-            &[(format!("sum by (provider, level) (rate({}[{rate}]))", sel("feedback_events_processed_total", "")), "{{provider}} {{level}}")],
+            &[(format!("sum by (provider, level) (rate({}[{rate}]))", sel(EVENTS_PROCESSED.name, "")), "{{provider}} {{level}}")],
             series_defaults("cps", None),
             8,
         ),
         timeseries(
             "Feedback events rejected",
             "Feedback events refused or ignored per second, by reason.".into(),
-            &[(format!("sum by (reason) (rate({}[{rate}]))", sel("mdp_feedback_events_rejected_total", "")), "{{reason}}")],
+            &[(format!("sum by (reason) (rate({}[{rate}]))", sel(EVENTS_REJECTED.name, "")), "{{reason}}")],
             series_defaults("cps", None),
             8,
         ),
@@ -313,8 +312,8 @@ fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
             "Event-to-scale latency",
             "Time from receiving a feedback event to the new scale being in force.".into(),
             &[
-                (format!("histogram_quantile(0.5, sum by (le) (rate({}[{rate}])))", sel("mdp_feedback_event_to_scale_seconds_bucket", "")), "p50"),
-                (format!("histogram_quantile(0.99, sum by (le) (rate({}[{rate}])))", sel("mdp_feedback_event_to_scale_seconds_bucket", "")), "p99"),
+                (format!("histogram_quantile(0.5, sum by (le) (rate({}[{rate}])))", sel(&format!("{}_bucket", EVENT_TO_SCALE.name), "")), "p50"),
+                (format!("histogram_quantile(0.99, sum by (le) (rate({}[{rate}])))", sel(&format!("{}_bucket", EVENT_TO_SCALE.name), "")), "p99"),
             ],
             series_defaults("s", None),
             8,
@@ -326,9 +325,9 @@ fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
                 config.control.stale_level.as_str().to_uppercase()
             ),
             &[
-                (format!("max({})", sel("mdp_coordinators", "state=\"stale\"")), "stale"),
-                (format!("max({})", sel("mdp_coordinators", "state=\"live\"")), "live"),
-                (format!("max by (coordinator) ({}) > 0", sel("mdp_coordinator_stale", "")), "stale: {{coordinator}}"),
+                (format!("max({})", sel(COORDINATORS.name, "state=\"stale\"")), "stale"),
+                (format!("max({})", sel(COORDINATORS.name, "state=\"live\"")), "live"),
+                (format!("max by (coordinator) ({}) > 0", sel(COORDINATOR_STALE.name, "")), "stale: {{coordinator}}"),
             ],
             series_defaults("none", Some(thresholds(vec![step("green", None), step("red", Some(1.0))]))),
             8,
@@ -338,7 +337,7 @@ fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
             "Seconds since each coordinator's last applied event. The store pushes only on \
              transitions, so in push mode a growing age is normal."
                 .into(),
-            &[(format!("time() - max by (coordinator) ({})", sel("mdp_coordinator_last_event_timestamp_seconds", "")), "{{coordinator}}")],
+            &[(format!("time() - max by (coordinator) ({})", sel(COORDINATOR_LAST_EVENT.name, "")), "{{coordinator}}")],
             series_defaults("s", None),
             8,
         ),
@@ -346,8 +345,8 @@ fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
             "Rate tokens",
             "Tokens granted and acquire requests refused per second, by provider.".into(),
             &[
-                (format!("sum by (provider) (rate({}[{rate}]))", sel("mdp_rate_tokens_granted_total", "")), "{{provider}} granted"),
-                (format!("sum by (provider) (rate({}[{rate}]))", sel("mdp_rate_requests_throttled_total", "")), "{{provider}} throttled"),
+                (format!("sum by (provider) (rate({}[{rate}]))", sel(TOKENS_GRANTED.name, "")), "{{provider}} granted"),
+                (format!("sum by (provider) (rate({}[{rate}]))", sel(REQUESTS_THROTTLED.name, "")), "{{provider}} throttled"),
             ],
             series_defaults("cps", None),
             8,
@@ -356,8 +355,8 @@ fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
             "Level changes and suppressed flaps",
             "Changes of the level driving the scale, and the store's SOFT/OK flaps the relax hold absorbed.".into(),
             &[
-                (format!("sum by (level) (increase({}[{rate}]))", sel("mdp_backpressure_transitions_total", "")), "to {{level}}"),
-                (format!("sum(increase({}[{rate}]))", sel("mdp_backpressure_flaps_suppressed_total", "")), "flaps suppressed"),
+                (format!("sum by (level) (increase({}[{rate}]))", sel(TRANSITIONS.name, "")), "to {{level}}"),
+                (format!("sum(increase({}[{rate}]))", sel(FLAPS_SUPPRESSED.name, "")), "flaps suppressed"),
             ],
             series_defaults("short", None),
             12,
@@ -365,7 +364,7 @@ fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
         timeseries(
             "Store polls",
             "Polls of the store's metrics endpoint per second, by result (pull mode).".into(),
-            &[(format!("sum by (result) (rate({}[{rate}]))", sel("mdp_pull_polls_total", "")), "{{result}}")],
+            &[(format!("sum by (result) (rate({}[{rate}]))", sel(POLLS.name, "")), "{{result}}")],
             series_defaults("cps", None),
             12,
         ),
@@ -433,13 +432,13 @@ pub fn dashboard(options: &ExportOptions, config: &ServeConfig) -> Doc {
                 label_variable(
                     "namespace",
                     "Namespace",
-                    "label_values(mdp_build_info, namespace)",
+                    &format!("label_values({}, namespace)", BUILD_INFO.name),
                     &options.namespace,
                 ),
                 label_variable(
                     "job",
                     "Installation (job)",
-                    "label_values(mdp_build_info{namespace=\"$namespace\"}, job)",
+                    &format!("label_values({}{{namespace=\"$namespace\"}}, job)", BUILD_INFO.name),
                     options.job(),
                 ),
             ],
