@@ -192,7 +192,11 @@ async fn rules_are_taken_all_or_nothing_with_weights_intervals_and_leases() {
         }
         other => panic!("two leases are out: {other:?}"),
     }
-    assert!(budget.release_lease(std::slice::from_ref(&leases.key), "r1").await);
+    assert!(
+        budget
+            .release_lease(std::slice::from_ref(&leases.key), "r1")
+            .await
+    );
     assert!(matches!(
         pace(&budget, "r5", &[hist(1), leases.clone()]).await,
         SharedPace::Granted { .. }
