@@ -440,3 +440,25 @@ fn a_scenario_file_can_take_the_store_down() {
     assert_eq!(refused.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_pacing_scenario_judges_buckets_and_the_best_schedule_by_the_published_rules() {
+    let report = json(&["--scenario", "pacing", "--format", "json"]);
+    let schedules = report["schedules"].as_array().expect("schedules");
+    let named = |name: &str| {
+        schedules
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report}"))
+    };
+    assert!(named("plain_buckets")["violations_total"].as_u64() > Some(0));
+    assert_eq!(named("best")["violations_total"], 0);
+    assert_eq!(named("best")["unsent"], 0);
+    let table = stdout(&["--scenario", "pacing"]);
+    assert!(
+        table.contains("more than 60 historical in 10 min"),
+        "{table}"
+    );
+    let refused = mdp(&["--scenario", "pacing", "--format", "csv"]);
+    assert_eq!(refused.status.code(), Some(2));
+}

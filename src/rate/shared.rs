@@ -7,6 +7,8 @@
 //! then grants the pod's local share), logs once, and a background probe turns
 //! it back on when Redis answers again.
 
+pub mod pacing;
+
 use super::Throttle;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;

@@ -13,6 +13,7 @@ pub mod fleet;
 mod legend;
 pub mod model;
 pub mod output;
+pub mod pacing;
 pub mod plot;
 mod plot_grants;
 pub mod report;
@@ -434,9 +435,13 @@ fn is_closed_loop_file(path: &std::path::Path) -> bool {
 
 /// Runs `mdp simulate`.
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    let simulation = Simulation::try_from(args)?;
-    let outcome = simulation.run()?;
-    let text = simulation.render(&outcome);
+    let text = if args.scenario == Some(BuiltinScenario::Pacing) {
+        pacing::render(&args)?
+    } else {
+        let simulation = Simulation::try_from(args)?;
+        let outcome = simulation.run()?;
+        simulation.render(&outcome)
+    };
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

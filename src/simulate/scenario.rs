@@ -25,6 +25,10 @@ pub enum BuiltinScenario {
     /// The queue in closed loop: normal, a database slowdown, a stall, recovery;
     /// the depth follows from the granted rate and the pods' write throughput.
     ClosedLoop,
+    /// Provider pacing: an IBKR workload (backfill, repeats, BID_ASK, live
+    /// subscriptions, order bursts) through the ibkr profile and plain token
+    /// buckets, judged by a checker of IBKR's published rules.
+    Pacing,
 }
 
 /// What the metrics path answers KEDA during a phase.
@@ -153,6 +157,8 @@ impl Scenario {
             BuiltinScenario::ClosedLoop => {
                 return super::closed_loop::ClosedLoop::builtin().outline();
             }
+            // Not a load profile (see simulate::pacing): an idle outline.
+            BuiltinScenario::Pacing => ("pacing", vec![Phase::steady("pacing", 60, 0.0)]),
             BuiltinScenario::Seed => (
                 "seed",
                 vec![
