@@ -3,6 +3,7 @@
 
 use super::DemoArgs;
 use super::store::{Announcement, StoreModel};
+use crate::config::ConnectionLimits;
 use crate::http::Ctx;
 use crate::level::Level;
 use std::collections::VecDeque;
@@ -87,7 +88,17 @@ impl StoreServer {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        tokio::spawn(warp::serve(route).incoming(listener).run());
+        let limits = ConnectionLimits {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+        };
+        // Serves for as long as the demo runs: the sender lives in the task.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _stop = stop;
+            crate::http::server::serve(listener, warp::service(route), limits, stopped).await;
+        });
         Ok(StoreServer { addr, model })
     }
 
