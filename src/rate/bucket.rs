@@ -108,9 +108,15 @@ impl TokenBucket {
 
     /// Takes `n` tokens at `now` if they are there.
     pub fn try_acquire(&mut self, n: f64, now: Duration) -> Result<(), Throttle> {
+        self.check(n, now)?;
+        self.tokens -= n;
+        Ok(())
+    }
+
+    /// Whether `n` tokens are there at `now`, without taking them.
+    pub fn check(&mut self, n: f64, now: Duration) -> Result<(), Throttle> {
         self.refill(now);
         if n <= self.tokens {
-            self.tokens -= n;
             return Ok(());
         }
         if self.rate() <= 0.0 || n > self.capacity() {

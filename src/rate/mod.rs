@@ -13,6 +13,7 @@
 //! API and `/metrics` read the same counters.
 
 mod bucket;
+pub mod pacing;
 pub mod shared;
 mod spec;
 
