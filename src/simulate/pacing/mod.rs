@@ -12,6 +12,7 @@
 //! The checker ([`checker`]) counts every rule each sent request broke.
 
 pub mod checker;
+pub mod profile_pacer;
 pub mod replay;
 pub mod workload;
 
@@ -290,7 +291,7 @@ pub fn render(args: &super::SimulateArgs) -> Result<String, super::SimulateError
         seed: args.seed,
         ..WorkloadSettings::default()
     };
-    let report = compare(&settings, None);
+    let report = compare(&settings, Some(&mut profile_pacer::ProfilePacer::ibkr()));
     Ok(match args.format {
         super::Format::Json => json(&report),
         _ => table(&report),
@@ -310,8 +311,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_break_rules_the_best_schedule_does_not() {
-        let report = compare(&WorkloadSettings::default(), None);
+    fn buckets_break_rules_the_profile_and_the_best_schedule_do_not() {
+        let mut profile = profile_pacer::ProfilePacer::ibkr();
+        let report = compare(&WorkloadSettings::default(), Some(&mut profile));
+        let paced = report.schedule("ibkr_profile").expect("profile");
+        assert_eq!(paced.violations_total, 0, "{paced:?}");
+        assert_eq!(paced.unsent, 0, "{paced:?}");
+        assert!(paced.throughput_vs_best > 0.5, "{paced:?}");
         let buckets = report.schedule("plain_buckets").expect("buckets");
         let best = report.schedule("best").expect("best");
         assert!(buckets.violations_total > 0, "{buckets:?}");
@@ -321,6 +327,7 @@ mod tests {
         let text = table(&report);
         assert!(text.contains("more than 60 historical in 10 min"), "{text}");
         let value: serde_json::Value = serde_json::from_str(&json(&report)).expect("json");
-        assert_eq!(value["schedules"][1]["name"], "best");
+        assert_eq!(value["schedules"][0]["name"], "ibkr_profile");
+        assert_eq!(value["schedules"][2]["name"], "best");
     }
 }
