@@ -31,4 +31,6 @@ pub use rule::{
 pub use window::SlidingWindow;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
