@@ -13,6 +13,7 @@ pub mod overlay;
 
 use crate::config::ServeConfig;
 use crate::options::ServeArgs;
+use crate::settings::{OptionError, OptionErrors};
 use clap::Args;
 use doc::Doc;
 use std::path::{Path, PathBuf};
@@ -182,7 +183,7 @@ impl Default for ExportOptions {
 
 /// `KEY=VALUE` of `--monitor-label`: a Kubernetes label key (optional DNS prefix and
 /// `/`, then a name of at most 63) and a value of at most 63 characters.
-fn parse_label(text: &str) -> Result<(String, String), ExportError> {
+fn parse_label(text: &str) -> Result<(String, String), OptionError> {
     let refused = |why: &str| refuse("monitor-label", format!("{text:?}: {why}"));
     let (key, value) = text
         .split_once('=')
@@ -222,7 +223,7 @@ fn is_label_value(text: &str) -> bool {
 }
 
 /// `NAME[:KEY]` of `--auth-token-secret`.
-fn parse_secret(text: &str) -> Result<SecretRef, ExportError> {
+fn parse_secret(text: &str) -> Result<SecretRef, OptionError> {
     let (name, key) = text
         .split_once(':')
         .unwrap_or((text, AUTH_TOKEN_SECRET_KEY));
@@ -251,19 +252,8 @@ fn parse_secret(text: &str) -> Result<SecretRef, ExportError> {
     })
 }
 
-/// An export option that cannot work.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid --{option}: {message}")]
-pub struct ExportError {
-    pub option: &'static str,
-    pub message: String,
-}
-
-fn refuse(option: &'static str, message: impl ToString) -> ExportError {
-    ExportError {
-        option,
-        message: message.to_string(),
-    }
+fn refuse(option: &'static str, message: impl ToString) -> OptionError {
+    OptionError::new(option, message)
 }
 
 /// A lower-case RFC 1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`) of at most `max` bytes.
@@ -292,31 +282,32 @@ impl ExportOptions {
         options
     }
 
-    /// Rejects names Kubernetes or Grafana would refuse.
-    pub fn validate(&self) -> Result<(), ExportError> {
+    /// Rejects names Kubernetes or Grafana would refuse, every bad option at once.
+    pub fn validate(&self) -> Result<(), OptionErrors> {
+        let mut errors = OptionErrors::default();
         if !is_dns_label(&self.namespace, 63) {
-            return Err(refuse(
+            errors.refuse(
                 "namespace",
                 format!(
                     "{:?} must be a DNS label: a-z 0-9 -, at most 63",
                     self.namespace
                 ),
-            ));
+            );
         }
         // A DNS-1035 label (Service names start with a letter) that leaves room for
         // the suffixes and fits Grafana's 40-character uid.
         if !is_dns_label(&self.name, 40) || !self.name.starts_with(|c: char| c.is_ascii_lowercase())
         {
-            return Err(refuse(
+            errors.refuse(
                 "name",
                 format!(
                     "{:?} must start with a-z, then a-z 0-9 -, at most 40 characters",
                     self.name
                 ),
-            ));
+            );
         }
         if self.image.is_empty() || self.image.contains(char::is_whitespace) {
-            return Err(refuse("image", "must be an image reference without spaces"));
+            errors.refuse("image", "must be an image reference without spaces");
         }
         if self.cluster_domain.is_empty()
             || !self
@@ -324,35 +315,34 @@ impl ExportOptions {
                 .split('.')
                 .all(|part| is_dns_label(part, 63))
         {
-            return Err(refuse(
+            errors.refuse(
                 "cluster-domain",
                 format!("{:?} must be a DNS name", self.cluster_domain),
-            ));
+            );
         }
-        let url =
-            reqwest::Url::parse(&self.store_url).map_err(|e| refuse("store-metrics-url", e))?;
-        if url.scheme() != "http" {
-            return Err(refuse(
-                "store-metrics-url",
-                "only http:// URLs are supported",
-            ));
+        match reqwest::Url::parse(&self.store_url) {
+            Err(e) => errors.refuse("store-metrics-url", e),
+            Ok(url) if url.scheme() != "http" => {
+                errors.refuse("store-metrics-url", "only http:// URLs are supported");
+            }
+            Ok(_) => {}
         }
         if !is_dns_label(&self.monitoring_namespace, 63) {
-            return Err(refuse(
+            errors.refuse(
                 "monitoring-namespace",
                 format!(
                     "{:?} must be a DNS label: a-z 0-9 -, at most 63",
                     self.monitoring_namespace
                 ),
-            ));
+            );
         }
         if !(self.alert_scale_below > 0.0 && self.alert_scale_below <= 1.0) {
-            return Err(refuse(
+            errors.refuse(
                 "alert-scale-below",
                 format!("must be in (0, 1], got {}", self.alert_scale_below),
-            ));
+            );
         }
-        Ok(())
+        errors.into_result()
     }
 
     pub fn scaled_object_name(&self) -> String {
@@ -408,7 +398,7 @@ impl ExportOptions {
 }
 
 /// `NAME[:KEY]` of the Secret holding the Redis URL (key `url` by default).
-fn budget_redis_secret(text: &str) -> Result<(String, String), ExportError> {
+fn budget_redis_secret(text: &str) -> Result<(String, String), OptionError> {
     let (name, key) = text.split_once(':').unwrap_or((text, "url"));
     let key_ok = !key.is_empty()
         && key.len() <= 253
@@ -425,9 +415,11 @@ fn budget_redis_secret(text: &str) -> Result<(String, String), ExportError> {
 }
 
 impl ExportArgs {
-    /// The validated options and service configuration. Without `--store-metrics-url`
-    /// the pods poll the store at its conventional in-cluster address.
-    pub fn resolve(&self) -> anyhow::Result<(ExportOptions, ServeConfig)> {
+    /// The validated options and service configuration, or every refused option.
+    /// Without `--store-metrics-url` the pods poll the store at its conventional
+    /// in-cluster address.
+    pub fn resolve(&self) -> Result<(ExportOptions, ServeConfig), OptionErrors> {
+        let mut errors = OptionErrors::default();
         // A token written into the manifests would be readable by anyone who can read
         // them, and the pods would not get it either way: refuse rather than ignore it.
         for (given, option) in [
@@ -435,36 +427,33 @@ impl ExportArgs {
             (self.serve.auth.auth_token_file.is_some(), "auth-token-file"),
         ] {
             if given {
-                return Err(refuse(
+                errors.refuse(
                     option,
                     "mdp export does not write tokens into manifests: put the token in a \
                      Secret and pass --auth-token-secret NAME[:KEY]",
-                )
-                .into());
+                );
             }
         }
-        let monitor_labels = self
+        let monitor_labels: Vec<_> = self
             .monitor_labels
             .iter()
-            .map(|text| parse_label(text))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|text| errors.check(parse_label(text)))
+            .collect();
         let auth_token_secret = self
             .auth_token_secret
             .as_deref()
-            .map(parse_secret)
-            .transpose()?;
+            .and_then(|text| errors.check(parse_secret(text)));
         let mut without = self.without.clone();
         without.sort_unstable();
         without.dedup();
         let mut serve = self.serve.clone();
         // The pods' token comes from the Secret, which the export cannot read.
         let auth_reads = std::mem::take(&mut serve.auth.auth_reads);
-        if auth_reads && auth_token_secret.is_none() {
-            return Err(refuse(
+        if auth_reads && self.auth_token_secret.is_none() {
+            errors.refuse(
                 "auth-reads",
                 "the pods need a token to guard reads with: pass --auth-token-secret NAME[:KEY]",
-            )
-            .into());
+            );
         }
         let store_url = serve
             .engine
@@ -474,27 +463,27 @@ impl ExportArgs {
             .clone();
         if serve.budget.budget_redis.is_some() {
             // A URL may carry a password: manifests only ever name a Secret.
-            anyhow::bail!(
-                "invalid --budget-redis: export takes the URL from a Secret, use --budget-redis-secret NAME[:KEY]"
+            errors.refuse(
+                "budget-redis",
+                "export takes the URL from a Secret, use --budget-redis-secret NAME[:KEY]",
             );
         }
         let budget_redis_secret = self
             .budget_redis_secret
             .as_deref()
-            .map(budget_redis_secret)
-            .transpose()?;
-        let config = ServeConfig::try_from(serve)?;
+            .and_then(|text| errors.check(budget_redis_secret(text)));
+        let config = errors.check(ServeConfig::try_from(serve));
+        let drain_delay = match &config {
+            Some(config) if !config.drain_delay.is_zero() => config.drain_delay,
+            _ => POD_DRAIN_DELAY,
+        };
         let options = ExportOptions {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             image: self.image.clone(),
             cluster_domain: self.cluster_domain.clone(),
             store_url,
-            drain_delay: if config.drain_delay.is_zero() {
-                POD_DRAIN_DELAY
-            } else {
-                config.drain_delay
-            },
+            drain_delay,
             alert_scale_below: self.alert_scale_below,
             budget_redis_secret,
             monitoring_namespace: self.monitoring_namespace.clone(),
@@ -503,8 +492,11 @@ impl ExportArgs {
             auth_token_secret,
             auth_reads,
         };
-        options.validate()?;
-        Ok((options, config))
+        errors.check(options.validate());
+        match config {
+            Some(config) if errors.is_empty() => Ok((options, config)),
+            _ => Err(errors),
+        }
     }
 }
 
@@ -649,6 +641,31 @@ mod tests {
                 "{argv:?}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn every_bad_option_is_refused_in_one_error() {
+        let error = args(&[
+            "--namespace",
+            "Market_Data",
+            "--monitor-label",
+            "bad",
+            "--auth-token-secret",
+            "Bad_Name",
+            "--alert-scale-below",
+            "0",
+        ])
+        .resolve()
+        .expect_err("must be refused");
+        assert_eq!(
+            error.options(),
+            [
+                "monitor-label",
+                "auth-token-secret",
+                "namespace",
+                "alert-scale-below"
+            ]
+        );
     }
 
     #[test]
