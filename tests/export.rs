@@ -1195,6 +1195,34 @@ fn the_auth_token_comes_from_a_secret() {
     assert!(!stderr.contains("abcdefgh-secret"), "{stderr}");
 }
 
+/// Every refused option is reported at once, each named, and nothing is written.
+#[test]
+fn every_bad_option_is_reported_at_once() {
+    let out = TempDir::new("bad-options");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mdp"))
+        .args(["export", "--out"])
+        .arg(&out.0)
+        .args(["--monitor-label", "bad", "--auth-token-secret", "Bad_Name"])
+        .env_remove("MDP_AUTH_TOKEN")
+        .output()
+        .expect("mdp runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("invalid --monitor-label: \"bad\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("invalid --auth-token-secret: \"Bad_Name\""),
+        "{stderr}"
+    );
+    assert!(
+        files_under(&out.0, "").is_empty(),
+        "nothing is written when an option is refused"
+    );
+}
+
 /// `(place, matchers)` of every metric selector in the export's queries.
 fn every_selector(files: &[ExportedFile]) -> Vec<(String, String, String)> {
     queries(files)

@@ -15,23 +15,7 @@ use super::versions::KedaVersion;
 use super::{AutoscaleConfig, Fallback, FallbackBehavior, MetricType, Trigger};
 use std::time::Duration;
 
-/// What Prometheus answered to a trigger's query.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum PromResponse {
-    /// A single sample (NaN and infinities included, as Prometheus can return them).
-    Value(f64),
-    /// An empty vector: the series does not exist (target lost, filtered away).
-    Empty,
-    /// No answer: connection refused, timeout, or a non-2xx status.
-    Unreachable,
-}
-
-impl From<Option<f64>> for PromResponse {
-    /// `None` is an empty result (not an unreachable server).
-    fn from(value: Option<f64>) -> Self {
-        value.map_or(PromResponse::Empty, PromResponse::Value)
-    }
-}
+pub use super::trigger::PromResponse;
 
 /// Why the scaler could not produce a value.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]

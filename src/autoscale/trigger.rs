@@ -2,7 +2,6 @@
 //! ScaledObject runs and the local evaluation the dashboard and the simulation use.
 
 use super::ConfigError;
-use super::keda::PromResponse;
 use crate::level::Level;
 use crate::telemetry::catalogue;
 use serde::{Deserialize, Serialize};
@@ -241,6 +240,24 @@ impl Trigger {
 /// Numbers as PromQL and KEDA metadata want them: `1000`, not `1000.0`.
 fn format_number(value: f64) -> String {
     format!("{value}")
+}
+
+/// What Prometheus answered to a trigger's query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PromResponse {
+    /// A single sample (NaN and infinities included, as Prometheus can return them).
+    Value(f64),
+    /// An empty vector: the series does not exist (target lost, filtered away).
+    Empty,
+    /// No answer: connection refused, timeout, or a non-2xx status.
+    Unreachable,
+}
+
+impl From<Option<f64>> for PromResponse {
+    /// `None` is an empty result (not an unreachable server).
+    fn from(value: Option<f64>) -> Self {
+        value.map_or(PromResponse::Empty, PromResponse::Value)
+    }
 }
 
 #[cfg(test)]

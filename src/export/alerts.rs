@@ -24,11 +24,9 @@ pub struct Alert {
     pub description: String,
 }
 
-/// The queue depth above which the store is close to HARD: the HARD release level
-/// (below it a HARD store drops back to SOFT), 8000 of 10000 by default.
-pub fn queue_high(config: &ServeConfig) -> f64 {
-    (config.control.watermarks.hard_release * config.store_capacity as f64).round()
-}
+/// The alerts and the dashboard share this threshold, so it lives with the
+/// export's root (the dashboard takes nothing from this file).
+pub use super::queue_high;
 
 /// The pipeline's alerts, plus one for the autoscaling signal vanishing.
 ///

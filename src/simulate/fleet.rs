@@ -11,7 +11,7 @@
 //! hold protects against. Every pod hears the same feedback (pull mode), so all apply
 //! the same control scale; a new pod has polled the store before it is ready.
 
-use super::model::noise;
+use super::noise::noise;
 use crate::rate::{BucketError, ProviderSpec, TokenBucket};
 use crate::replicas::{ReplicaTracker, Resolution};
 use clap::ValueEnum;

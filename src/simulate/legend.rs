@@ -1,7 +1,7 @@
 //! The legend strip above each panel of `--plot`: swatches and labels in one row,
 //! outside the data, in pixel coordinates.
 
-use super::plot::{Area, DrawResult, FONT, Y_LABELS};
+use super::canvas::{Area, DrawResult, FONT, Y_LABELS};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 

@@ -8,10 +8,12 @@
 //! is checked against the budget over sliding windows ([`budget`]).
 
 pub mod budget;
+mod canvas;
 pub mod closed_loop;
 pub mod fleet;
 mod legend;
 pub mod model;
+mod noise;
 pub mod output;
 pub mod pacing;
 pub mod plot;
@@ -421,6 +423,15 @@ impl Simulation {
         } else {
             text
         }
+    }
+}
+
+impl Scenario {
+    /// The builtin scenario `kind`; the closed loop as its outline (names and
+    /// durations), its depth coming from its model. Here rather than in
+    /// `scenario`, which the closed loop's model builds on.
+    pub fn builtin(kind: BuiltinScenario) -> Scenario {
+        Scenario::open_loop(kind).unwrap_or_else(|| closed_loop::ClosedLoop::builtin().outline())
     }
 }
 

@@ -3,12 +3,12 @@
 //! granted against the provider's budget, desired and ready pods.
 
 use super::budget::GrantSummary;
+use super::canvas::{Area, DrawResult, FONT, Y_LABELS};
 use super::fleet::GrantTrack;
 use super::legend::{Swatch, legend_strip};
 use super::model::{Run, Sample, Settings};
 use super::report::{Summary, spec_row};
 use crate::level::Level;
-use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -16,9 +16,6 @@ use std::path::Path;
 
 const WIDTH: u32 = 1400;
 const HEIGHT: u32 = 1100;
-pub(super) const FONT: &str = "sans-serif";
-/// Room left of each panel for its y labels, so the three time axes line up.
-pub(super) const Y_LABELS: u32 = 90;
 const RIGHT: u32 = 30;
 /// Room above each panel for its legend strip.
 const LEGEND: u32 = 30;
@@ -121,10 +118,8 @@ pub fn render(run: &Run, summary: &Summary, settings: &Settings) -> Result<Strin
     Ok(svg)
 }
 
-pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 pub(super) type Chart<'a, 'b> =
     ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
-pub(super) type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 pub(super) struct Plot<'a> {
     samples: &'a [Sample],

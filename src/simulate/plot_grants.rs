@@ -1,8 +1,9 @@
 //! The `--plot` panel of the pods' side: the tokens all pods granted each second,
 //! summed, against the provider's budget, with the worst window marked.
 
+use super::canvas::{Area, DrawResult, FONT};
 use super::legend::{Swatch, legend_strip};
-use super::plot::{Area, DrawResult, FONT, Plot};
+use super::plot::Plot;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 

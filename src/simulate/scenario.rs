@@ -128,7 +128,10 @@ pub enum ScenarioError {
 }
 
 impl Scenario {
-    pub fn builtin(kind: BuiltinScenario) -> Scenario {
+    /// The builtin open-loop scenario `kind`; `None` for the closed loop, whose
+    /// phases live with its model (`Scenario::builtin` in the module's root
+    /// gives every builtin, the closed loop as its outline).
+    pub fn open_loop(kind: BuiltinScenario) -> Option<Scenario> {
         let (name, phases) = match kind {
             BuiltinScenario::Matrix => (
                 "matrix",
@@ -154,9 +157,7 @@ impl Scenario {
                     Phase::steady("recovery", 180, 800.0),
                 ],
             ),
-            BuiltinScenario::ClosedLoop => {
-                return super::closed_loop::ClosedLoop::builtin().outline();
-            }
+            BuiltinScenario::ClosedLoop => return None,
             // Not a load profile (see simulate::pacing): an idle outline.
             BuiltinScenario::Pacing => ("pacing", vec![Phase::steady("pacing", 60, 0.0)]),
             BuiltinScenario::Seed => (
@@ -169,10 +170,10 @@ impl Scenario {
                 ],
             ),
         };
-        Scenario {
+        Some(Scenario {
             name: name.to_owned(),
             phases,
-        }
+        })
     }
 
     /// Reads and validates a scenario file (see [`Scenario::from_json`]).

@@ -145,7 +145,7 @@ fn seed_panels(config: &ServeConfig) -> Vec<Panel> {
     );
     let notice = (QUEUE_NOTICE_FRACTION * capacity).round();
     let soft = (marks.soft_at * capacity).round();
-    let high = super::alerts::queue_high(config);
+    let high = super::queue_high(config);
     let mut depth_defaults = series_defaults(
         "messages",
         Some(thresholds(vec![
