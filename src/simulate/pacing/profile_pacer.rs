@@ -24,11 +24,9 @@ impl ProfilePacer {
 
     /// Whether the rule named `rule` is a cap on requests in flight.
     fn is_cap(&self, rule: &str) -> bool {
-        self.engine.config("ibkr").is_some_and(|c| {
-            c.rules
-                .iter()
-                .any(|r| r.name == rule && !r.limit.is_rate())
-        })
+        self.engine
+            .config("ibkr")
+            .is_some_and(|c| c.rules.iter().any(|r| r.name == rule && !r.limit.is_rate()))
     }
 
     /// How a worker names `request` in its acquire: class, the contract as
