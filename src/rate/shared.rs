@@ -161,24 +161,33 @@ impl SharedBudget {
         } else {
             0
         };
-        let mut connection = self.connection.clone();
         let mut call = self.script.prepare_invoke();
         call.key(self.key(provider))
             .arg(rate)
             .arg(capacity)
             .arg(wanted)
             .arg(lifetime_ms);
-        let answer = tokio::time::timeout(
-            self.config.timeout,
-            call.invoke_async::<(i64, i64)>(&mut connection),
-        )
-        .await;
+        match self.invoke::<(i64, i64)>(&call).await? {
+            (1, _) => Some(Ok(())),
+            (_, wait_ms) if wait_ms >= 0 => Some(Err(Throttle::RetryAfter(Duration::from_millis(
+                wait_ms.unsigned_abs(),
+            )))),
+            _ => Some(Err(Throttle::Paused)),
+        }
+    }
+
+    /// Runs `call` within the timeout; None (and the local share from now
+    /// on) when Redis fails or does not answer in time.
+    async fn invoke<T: redis::FromRedisValue>(
+        self: &Arc<Self>,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Option<T> {
+        let mut connection = self.connection.clone();
+        let answer =
+            tokio::time::timeout(self.config.timeout, call.invoke_async::<T>(&mut connection))
+                .await;
         match answer {
-            Ok(Ok((1, _))) => Some(Ok(())),
-            Ok(Ok((_, wait_ms))) if wait_ms >= 0 => Some(Err(Throttle::RetryAfter(
-                Duration::from_millis(wait_ms.unsigned_abs()),
-            ))),
-            Ok(Ok(_)) => Some(Err(Throttle::Paused)),
+            Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
                 self.fall_back(&error.to_string());
                 None

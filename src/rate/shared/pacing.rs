@@ -129,28 +129,15 @@ impl SharedBudget {
         if !self.is_up() {
             return Ok(None);
         }
-        let mut connection = self.connection.clone();
-        let answer = tokio::time::timeout(
-            self.config.timeout,
-            call.invoke_async::<(i64, i64, i64)>(&mut connection),
-        )
-        .await;
-        Ok(match answer {
-            Ok(Ok((1, _, at_us))) => Some(SharedPace::Granted {
+        Ok(match self.invoke::<(i64, i64, i64)>(&call).await {
+            Some((1, _, at_us)) => Some(SharedPace::Granted {
                 at_us: at_us.unsigned_abs(),
             }),
-            Ok(Ok((_, rule, wait_ms))) => Some(SharedPace::Held {
+            Some((_, rule, wait_ms)) => Some(SharedPace::Held {
                 rule: usize::try_from(rule - 1).unwrap_or(0),
                 retry_after: u64::try_from(wait_ms).ok().map(Duration::from_millis),
             }),
-            Ok(Err(error)) => {
-                self.fall_back(&error.to_string());
-                None
-            }
-            Err(_) => {
-                self.fall_back(&format!("no answer within {:?}", self.config.timeout));
-                None
-            }
+            None => None,
         })
     }
 
