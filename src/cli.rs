@@ -67,7 +67,8 @@ mod tests {
             panic!("serve parsed as another command")
         };
         assert_eq!(args.http.listen.to_string(), "[::]:8000");
-        assert_eq!(args.engine.providers.providers, vec!["ibkr=60/s,burst=100"]);
+        // No provider given: the config takes ibkr=60/s,burst=100.
+        assert!(args.engine.providers.providers.is_empty());
         assert!(args.engine.providers.feedback_enabled);
         assert_eq!(args.engine.control.relax_after, Duration::from_secs(3));
     }

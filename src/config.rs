@@ -6,6 +6,7 @@ use crate::feedback::pull::PullConfig;
 use crate::level::Level;
 use crate::options::{AuthArgs, BudgetArgs, EngineArgs, HttpArgs, PodArgs, PullArgs, ServeArgs};
 use crate::rate::ProviderSpec;
+use crate::rate::pacing::{ProviderPacing, profile};
 use crate::replicas::ReplicaSource;
 use crate::settings::{OptionError, OptionErrors};
 use std::fmt;
@@ -61,11 +62,24 @@ pub struct HttpLimits {
     pub acquire_max_wait: Duration,
 }
 
+/// The built-in profiles and the providers file the paced providers came from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PacingSource {
+    pub profiles: Vec<String>,
+    /// The file's path and text as read at start.
+    pub file: Option<(std::path::PathBuf, String)>,
+}
+
 /// Everything `mdp serve` runs with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
+    /// Providers with one token bucket each.
     pub providers: Vec<ProviderSpec>,
+    /// Providers paced by their published rules (profiles and the providers file).
+    pub paced: Vec<ProviderPacing>,
+    /// Where the paced providers came from, as given (the export carries them).
+    pub pacing_source: PacingSource,
     pub feedback_enabled: bool,
     pub feedback_provider: Option<String>,
     pub control: ControlConfig,
@@ -106,14 +120,27 @@ impl TryFrom<ServeArgs> for ServeConfig {
             pods,
         } = engine;
         let mut errors = OptionErrors::default();
-        let providers = errors.check(parse_providers(&provider_args.providers));
-        if let (Some(name), Some(providers)) = (&provider_args.feedback_provider, &providers)
-            && !providers.iter().any(|p| &p.name == name)
-        {
-            errors.refuse(
-                "feedback-provider",
-                format!("{name:?} is not a configured --provider"),
-            );
+        let paced = errors.check(paced_providers(&provider_args));
+        let has_paced = paced.as_ref().is_some_and(|(p, _)| !p.is_empty());
+        let providers = errors.check(parse_providers(&provider_args.providers, has_paced));
+        if let (Some(providers), Some((paced, _))) = (&providers, &paced) {
+            for spec in providers {
+                if paced.iter().any(|p| p.name == spec.name) {
+                    errors.refuse(
+                        "provider",
+                        format!("{:?} is also a paced provider (profile or file)", spec.name),
+                    );
+                }
+            }
+            if let Some(name) = &provider_args.feedback_provider
+                && !providers.iter().any(|p| &p.name == name)
+                && !paced.iter().any(|p| &p.name == name)
+            {
+                errors.refuse(
+                    "feedback-provider",
+                    format!("{name:?} is not a configured provider"),
+                );
+            }
         }
         let watermarks = errors.check(
             Watermarks::try_new(
@@ -170,6 +197,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
         }
         let (
             Some(providers),
+            Some((paced, pacing_source)),
             Some(watermarks),
             Some(policy),
             Some(stale_level),
@@ -182,6 +210,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             true,
         ) = (
             providers,
+            paced,
             watermarks,
             policy,
             stale_level,
@@ -217,6 +246,8 @@ impl TryFrom<ServeArgs> for ServeConfig {
         Ok(ServeConfig {
             listen: http.listen,
             providers,
+            paced,
+            pacing_source,
             feedback_enabled: provider_args.feedback_enabled,
             feedback_provider: provider_args.feedback_provider,
             control,
@@ -350,7 +381,64 @@ fn replica_source(args: &PodArgs) -> Result<ReplicaSource, OptionError> {
     }
 }
 
-fn parse_providers(texts: &[String]) -> Result<Vec<ProviderSpec>, OptionError> {
+/// The paced providers of `--provider-profile` and `--providers-file`, names unique.
+fn paced_providers(
+    args: &crate::options::ProviderArgs,
+) -> Result<(Vec<ProviderPacing>, PacingSource), OptionError> {
+    let mut paced: Vec<ProviderPacing> = Vec::new();
+    let mut source = PacingSource::default();
+    for name in args
+        .profiles
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+    {
+        let config = profile::profile(name).ok_or_else(|| {
+            refuse(
+                "provider-profile",
+                format!(
+                    "unknown profile {name:?} (known: {})",
+                    profile::PROFILES.join(", ")
+                ),
+            )
+        })?;
+        if paced.iter().any(|p| p.name == config.name) {
+            return Err(refuse(
+                "provider-profile",
+                format!("{name:?} is given twice"),
+            ));
+        }
+        source.profiles.push(name.to_owned());
+        paced.push(config);
+    }
+    if let Some(path) = &args.providers_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            refuse(
+                "providers-file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let configs = crate::rate::pacing::file::parse(&text, &path.display().to_string())
+            .map_err(|e| refuse("providers-file", e))?;
+        for config in configs {
+            if paced.iter().any(|p| p.name == config.name) {
+                return Err(refuse(
+                    "providers-file",
+                    format!(
+                        "{}: provider {:?} is also given by --provider-profile",
+                        path.display(),
+                        config.name
+                    ),
+                ));
+            }
+            paced.push(config);
+        }
+        source.file = Some((path.clone(), text));
+    }
+    Ok((paced, source))
+}
+
+fn parse_providers(texts: &[String], has_paced: bool) -> Result<Vec<ProviderSpec>, OptionError> {
     let mut providers: Vec<ProviderSpec> = Vec::new();
     for text in texts.iter().filter(|t| !t.trim().is_empty()) {
         let spec: ProviderSpec = text.parse().map_err(|e| refuse("provider", e))?;
@@ -362,8 +450,12 @@ fn parse_providers(texts: &[String]) -> Result<Vec<ProviderSpec>, OptionError> {
         }
         providers.push(spec);
     }
-    if providers.is_empty() {
-        return Err(refuse("provider", "at least one provider is needed"));
+    if providers.is_empty() && !has_paced {
+        if texts.is_empty() {
+            providers.push(ProviderSpec::default());
+        } else {
+            return Err(refuse("provider", "at least one provider is needed"));
+        }
     }
     Ok(providers)
 }
@@ -436,6 +528,42 @@ mod tests {
         let mut argv = vec!["serve"];
         argv.extend_from_slice(extra);
         ServeConfig::try_from(Serve::try_parse_from(argv).expect("parses").args)
+    }
+
+    #[test]
+    fn a_profile_replaces_the_default_provider_and_mixes_with_plain_ones() {
+        let cfg = config(&["--provider-profile", "ibkr"]).expect("valid");
+        assert!(cfg.providers.is_empty(), "{:?}", cfg.providers);
+        assert_eq!(cfg.paced, vec![profile::ibkr()]);
+        assert_eq!(cfg.pacing_source.profiles, vec!["ibkr"]);
+        let cfg = config(&["--provider-profile", "ibkr", "--provider", "polygon=5/s"])
+            .expect("valid");
+        assert_eq!(cfg.providers.len(), 1);
+        assert_eq!(cfg.paced.len(), 1);
+        config(&["--provider-profile", "ibkr", "--feedback-provider", "ibkr"])
+            .expect("a paced provider can be the one feedback paces");
+    }
+
+    #[test]
+    fn an_unknown_or_clashing_profile_is_refused_on_one_line() {
+        for (argv, expected) in [
+            (
+                &["--provider-profile", "nope"][..],
+                "--provider-profile: unknown profile \"nope\" (known: ibkr)",
+            ),
+            (
+                &["--provider-profile", "ibkr", "--provider", "ibkr=1/s"][..],
+                "--provider: \"ibkr\" is also a paced provider (profile or file)",
+            ),
+            (
+                &["--provider-profile", "ibkr;ibkr"][..],
+                "--provider-profile: \"ibkr\" is given twice",
+            ),
+        ] {
+            let error = config(argv).expect_err("refused").to_string();
+            assert!(error.contains(expected), "{argv:?}: {error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
     }
 
     #[test]

@@ -92,14 +92,22 @@ pub struct EngineArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Providers")]
 pub struct ProviderArgs {
-    /// Provider as NAME=RATE[/UNIT][,burst=N]; repeat the flag (or separate with ; in the variable).
-    #[arg(
-        long = "provider",
-        env = "MDP_PROVIDERS",
-        value_delimiter = ';',
-        default_value = "ibkr=60/s,burst=100"
-    )]
+    /// Provider as NAME=RATE[/UNIT][,burst=N], one token bucket; repeat the flag (or separate
+    /// with ; in the variable). Default: ibkr=60/s,burst=100 when no provider is configured.
+    #[arg(long = "provider", env = "MDP_PROVIDERS", value_delimiter = ';')]
     pub providers: Vec<String>,
+
+    /// A provider paced by the rules it publishes, built in: ibkr (IBKR's TWS API limits).
+    #[arg(
+        long = "provider-profile",
+        env = "MDP_PROVIDER_PROFILES",
+        value_delimiter = ';'
+    )]
+    pub profiles: Vec<String>,
+
+    /// A YAML file of providers, each with its pacing rules (see docs/pacing.md).
+    #[arg(long, env = "MDP_PROVIDERS_FILE")]
+    pub providers_file: Option<std::path::PathBuf>,
 
     /// Apply store feedback to provider rates (false: accept events, change nothing).
     #[arg(long, env = "MDP_FB_ENABLE_FEEDBACK", default_value_t = true, action = ArgAction::Set,

@@ -21,18 +21,21 @@ mod cells;
 mod control;
 mod exposition;
 mod http;
+mod pacing;
 mod text;
 
 pub use catalogue::QUEUE_DEPTH_SOURCE;
 pub use cells::Counter;
 pub use control::{CoordinatorSample, ProviderSeries};
 pub use http::{HTTP_DURATION_BUCKETS, HttpRoute};
+pub use pacing::{PacingLabels, PacingSeries};
 
 use crate::level::Level;
 use budget::{PodsSection, RatesSection};
 use control::ControlSection;
 use exposition::{ProcessSection, Section};
 use http::HttpSection;
+use pacing::PacingSection;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,6 +67,7 @@ pub struct MetricSet {
     control: ControlSection,
     rates: RatesSection,
     pods: PodsSection,
+    pacing: PacingSection,
     http: HttpSection,
     process: ProcessSection,
     /// Length of the last exposition, to allocate the next one at once.
@@ -97,6 +101,12 @@ impl Metrics {
     /// Every family of `providers` (each once, whatever the order): scale 1,
     /// level 0, counts 0; one replica, split budget.
     pub fn new(providers: &[&str]) -> Self {
+        Metrics::with_pacing(providers, &[])
+    }
+
+    /// As [`Metrics::new`], with the pacing series of the paced providers
+    /// (which are among `providers` too).
+    pub fn with_pacing(providers: &[&str], paced: &[PacingLabels]) -> Self {
         let control = ControlSection::new(providers);
         let rates = RatesSection {
             providers: control.providers.clone(),
@@ -105,6 +115,7 @@ impl Metrics {
             control,
             rates,
             pods: PodsSection::new(),
+            pacing: PacingSection::new(paced),
             http: HttpSection::default(),
             process: ProcessSection::new(),
             last_len: AtomicUsize::new(8 * 1024),
@@ -122,11 +133,12 @@ impl Metrics {
 
 impl MetricSet {
     /// The exposition, in order.
-    fn sections(&self) -> [&dyn Section; 5] {
+    fn sections(&self) -> [&dyn Section; 6] {
         [
             &self.control,
             &self.rates,
             &self.pods,
+            &self.pacing,
             &self.http,
             &self.process,
         ]
@@ -150,6 +162,15 @@ impl MetricSet {
     }
 
     // ---- The control loop's.
+
+    /// A paced provider's pacing series.
+    pub fn pacing(&self, provider: &str) -> Option<&PacingSeries> {
+        self.pacing
+            .providers
+            .iter()
+            .find(|(name, _)| name == provider)
+            .map(|(_, series)| series)
+    }
 
     /// A configured provider's series.
     pub fn provider(&self, name: &str) -> Option<&ProviderSeries> {
@@ -286,7 +307,12 @@ mod tests {
 
     /// Metrics with a series in every family.
     fn every_family_present() -> Metrics {
-        let metrics = Metrics::new(&["ibkr", "polygon"]);
+        let paced = PacingLabels {
+            provider: "ibkr".into(),
+            classes: vec!["historical".into()],
+            rules: vec!["historical".into()],
+        };
+        let metrics = Metrics::with_pacing(&["ibkr", "polygon"], &[paced]);
         metrics.set_store_up(true);
         metrics.set_coordinator(
             "store-a",

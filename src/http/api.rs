@@ -5,7 +5,7 @@ use super::error::{ApiError, json_response};
 use crate::clock::unix_now;
 use crate::control::Outcome;
 use crate::feedback;
-use crate::rate::Refusal;
+use crate::rate::{AcquireRefusal, PacedRefusal, Refusal, pacing};
 use crate::telemetry;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -184,11 +184,25 @@ struct AcquireRequest {
     /// Wait up to this long for the tokens instead of answering 429 at once.
     #[serde(default)]
     wait_ms: u64,
+    /// What the request is for (a paced provider's rules select on these;
+    /// a plain provider's bucket ignores them).
+    #[serde(default)]
+    class: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    fingerprint: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 fn one() -> u32 {
     1
 }
+
+/// The longest class, key, fingerprint or kind accepted: enough for any
+/// contract description, small enough that a tracked key costs little.
+const MAX_FIELD: usize = 256;
 
 /// `POST /api/v1/acquire`: rate tokens for an external worker.
 pub async fn acquire(ctx: Ctx, body: Body) -> Response {
@@ -201,31 +215,179 @@ pub async fn acquire(ctx: Ctx, body: Body) -> Response {
 async fn try_acquire(ctx: &Ctx, body: Body) -> Result<serde_json::Value, ApiError> {
     let request: AcquireRequest = serde_json::from_slice(&body?)
         .map_err(|e| ApiError::BadRequest(format!("body is not a valid acquire request: {e}")))?;
+    for (field, value) in [
+        ("class", &request.class),
+        ("key", &request.key),
+        ("fingerprint", &request.fingerprint),
+        ("kind", &request.kind),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.is_empty() || v.len() > MAX_FIELD)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{field} must be 1 to {MAX_FIELD} bytes"
+            )));
+        }
+    }
     let max_wait = Duration::from_millis(request.wait_ms).min(ctx.config.http.acquire_max_wait);
+    let wanted = pacing::Request {
+        provider: request.provider,
+        class: request.class,
+        key: request.key,
+        fingerprint: request.fingerprint,
+        kind: request.kind,
+        tokens: request.tokens,
+    };
     // The coordinator counts the outcome, once per request.
-    match ctx
-        .rates
-        .acquire(&request.provider, request.tokens, max_wait)
-        .await
-    {
-        Ok(waited) => Ok(json!({
-            "granted": true,
-            "provider": request.provider,
-            "tokens": request.tokens,
-            "waited_ms": waited.as_millis(),
-        })),
-        Err(Refusal::Unknown) => Err(ApiError::NotFound(format!(
-            "unknown provider {:?}",
-            request.provider
-        ))),
-        Err(Refusal::TooMany { limit }) => Err(ApiError::TooManyTokens {
-            provider: request.provider,
-            limit,
+    let provider = wanted.provider.clone();
+    match ctx.rates.acquire_request(&wanted, max_wait).await {
+        Ok(grant) => {
+            let mut body = json!({
+                "granted": true,
+                "provider": provider,
+                "tokens": wanted.tokens,
+                "waited_ms": grant.waited.as_millis(),
+            });
+            if let Some((lease, expires_in)) = grant.lease {
+                body["lease"] = json!(lease);
+                body["lease_expires_ms"] = json!(expires_in.as_millis());
+            }
+            Ok(body)
+        }
+        Err(
+            AcquireRefusal::Bucket(Refusal::Unknown) | AcquireRefusal::Paced(PacedRefusal::Unknown),
+        ) => Err(ApiError::NotFound(format!("unknown provider {provider:?}"))),
+        Err(AcquireRefusal::Bucket(Refusal::TooMany { limit })) => {
+            Err(ApiError::TooManyTokens { provider, limit })
+        }
+        Err(AcquireRefusal::Bucket(Refusal::Throttled { retry_after })) => {
+            Err(ApiError::RateLimited {
+                provider,
+                retry_after,
+            })
+        }
+        Err(AcquireRefusal::Paced(PacedRefusal::Held { held, retry_after })) => {
+            Err(ApiError::Held {
+                message: held.to_string(),
+                provider,
+                rule: held.rule,
+                limit: held.limit,
+                retry_after,
+            })
+        }
+        Err(AcquireRefusal::Paced(PacedRefusal::Never(never))) => Err(ApiError::Never {
+            message: never.to_string(),
+            provider,
+            rule: never.rule,
+            limit: never.limit,
         }),
-        Err(Refusal::Throttled { retry_after }) => Err(ApiError::RateLimited {
-            provider: request.provider,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseRequest {
+    lease: String,
+}
+
+/// `POST /api/v1/release`: a worker returns the lease of a finished request.
+pub async fn release(ctx: Ctx, body: Body) -> Response {
+    let result = async {
+        let request: ReleaseRequest = serde_json::from_slice(&body?).map_err(|e| {
+            ApiError::BadRequest(format!("body is not a valid release request: {e}"))
+        })?;
+        let released = ctx
+            .rates
+            .paced()
+            .is_some_and(|paced| paced.release(&request.lease));
+        if !released {
+            return Err(ApiError::NotFound(format!(
+                "no lease {:?} is held (returned, expired, or never granted)",
+                request.lease
+            )));
+        }
+        Ok(json!({"released": true, "lease": request.lease}))
+    }
+    .await;
+    match result {
+        Ok(body) => json_response(&body, StatusCode::OK),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushbackRequest {
+    provider: String,
+    #[serde(default)]
+    class: Option<String>,
+    kind: pacing::PushbackKind,
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
+}
+
+/// The longest retry-after a pushback may ask for.
+const MAX_PUSHBACK_HOLD: Duration = Duration::from_secs(24 * 3600);
+
+/// `POST /api/v1/pushback`: a worker reports the provider's own pushback
+/// (IBKR error 162, an HTTP 429); that class backs off at once.
+pub async fn pushback(ctx: Ctx, body: Body) -> Response {
+    let result = async {
+        let request: PushbackRequest = serde_json::from_slice(&body?).map_err(|e| {
+            ApiError::BadRequest(format!("body is not a valid pushback report: {e}"))
+        })?;
+        if request
+            .class
+            .as_ref()
+            .is_some_and(|c| c.is_empty() || c.len() > MAX_FIELD)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "class must be 1 to {MAX_FIELD} bytes"
+            )));
+        }
+        let retry_after = request.retry_after_ms.map(Duration::from_millis);
+        if retry_after.is_some_and(|r| r > MAX_PUSHBACK_HOLD) {
+            return Err(ApiError::BadRequest(format!(
+                "retry_after_ms must be at most {}",
+                MAX_PUSHBACK_HOLD.as_millis()
+            )));
+        }
+        let Some(paced) = ctx.rates.paced().filter(|p| p.contains(&request.provider)) else {
+            return Err(ApiError::NotFound(format!(
+                "{:?} is not a paced provider",
+                request.provider
+            )));
+        };
+        let report = pacing::Pushback {
+            provider: request.provider.clone(),
+            class: request.class.clone(),
+            kind: request.kind,
             retry_after,
-        }),
+        };
+        let factor = paced.pushback(&report).map_err(|e| match e {
+            pacing::PushbackError::UnknownProvider(_) => ApiError::NotFound(e.to_string()),
+            pacing::PushbackError::TooManyClasses { .. } => ApiError::Unavailable(e.to_string()),
+        })?;
+        tracing::warn!(
+            provider = %request.provider,
+            class = request.class.as_deref().unwrap_or("*"),
+            kind = request.kind.as_str(),
+            retry_after_ms = request.retry_after_ms,
+            factor,
+            "provider pushed back: its rate rules slow down"
+        );
+        Ok(json!({
+            "provider": request.provider,
+            "class": request.class,
+            "kind": request.kind,
+            "factor": factor,
+        }))
+    }
+    .await;
+    match result {
+        Ok(body) => json_response(&body, StatusCode::OK),
+        Err(error) => error.into_response(),
     }
 }
 

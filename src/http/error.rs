@@ -27,6 +27,23 @@ pub enum ApiError {
     },
     #[error("tokens must be between 1 and {limit}, the most {provider} can ever grant at once")]
     TooManyTokens { provider: String, limit: u32 },
+    /// A paced provider's rule holds the request (`message` names it).
+    #[error("{message}")]
+    Held {
+        provider: String,
+        rule: String,
+        limit: String,
+        message: String,
+        retry_after: Duration,
+    },
+    /// No rule of a paced provider could ever admit the request.
+    #[error("{message}")]
+    Never {
+        provider: String,
+        rule: String,
+        limit: String,
+        message: String,
+    },
     #[error("{0}")]
     TooManyCoordinators(String),
     #[error("{0}")]
@@ -36,15 +53,17 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::TooManyTokens { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::TooManyTokens { .. } | ApiError::Never { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RateLimited { .. } | ApiError::TooManyCoordinators(_) => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::Held { .. }
+            | ApiError::TooManyCoordinators(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -63,6 +82,29 @@ impl ApiError {
                 body["provider"] = json!(provider);
                 body["retry_after_ms"] = json!(ms);
                 retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+            }
+            ApiError::Held {
+                provider,
+                rule,
+                limit,
+                retry_after: wait,
+                ..
+            } => {
+                body["provider"] = json!(provider);
+                body["rule"] = json!(rule);
+                body["limit"] = json!(limit);
+                body["retry_after_ms"] = json!(wait.as_millis().max(1));
+                retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+            }
+            ApiError::Never {
+                provider,
+                rule,
+                limit,
+                ..
+            } => {
+                body["provider"] = json!(provider);
+                body["rule"] = json!(rule);
+                body["limit"] = json!(limit);
             }
             ApiError::PayloadTooLarge { limit } => body["limit_bytes"] = json!(limit),
             ApiError::TooManyTokens { provider, limit } => {

@@ -80,6 +80,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
     let reads = |route| auth::require(read_token.clone(), ctx.metrics.clone(), route);
     let (feedback_auth, acquire_auth) = (writes("feedback"), writes("acquire"));
     let forget_auth = writes("coordinators");
+    let (release_auth, pushback_auth) = (writes("release"), writes("pushback"));
     let (metrics_auth, api_auth) = (reads("metrics"), reads("api"));
     let with_ctx = warp::any().map(move || ctx.clone());
     // HEAD wherever GET works (hyper sends the head without the body).
@@ -123,6 +124,18 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
         .and(with_ctx.clone())
         .and(api::json_body(max_body))
         .then(api::acquire);
+    let release = warp::path!("api" / "v1" / "release")
+        .and(post)
+        .and(release_auth)
+        .and(with_ctx.clone())
+        .and(api::json_body(max_body))
+        .then(api::release);
+    let pushback = warp::path!("api" / "v1" / "pushback")
+        .and(post)
+        .and(pushback_auth)
+        .and(with_ctx.clone())
+        .and(api::json_body(max_body))
+        .then(api::pushback);
     let forget = warp::path!("api" / "v1" / "coordinators" / String)
         .and(warp::delete())
         .and(forget_auth)
@@ -164,6 +177,10 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
         .or(events)
         .unify()
         .or(acquire)
+        .unify()
+        .or(release)
+        .unify()
+        .or(pushback)
         .unify()
         .or(forget)
         .unify()

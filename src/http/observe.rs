@@ -41,7 +41,7 @@ impl Methods {
 
 /// Every route name the metrics use; `asset` is the dashboard's files and
 /// `unmatched` any path that is none of them.
-pub const ROUTES: [&str; 11] = [
+pub const ROUTES: [&str; 13] = [
     "health",
     "ready",
     "metrics",
@@ -51,6 +51,8 @@ pub const ROUTES: [&str; 11] = [
     "stream",
     "acquire",
     "export",
+    "release",
+    "pushback",
     "asset",
     "unmatched",
 ];
@@ -68,12 +70,14 @@ pub fn classify(path: &str) -> (usize, Methods) {
         "/api/v1/stream" => (6, Methods::Read),
         "/api/v1/acquire" => (7, Methods::Write),
         p if p.starts_with("/api/v1/export/") => (8, Methods::Read),
+        "/api/v1/release" => (9, Methods::Write),
+        "/api/v1/pushback" => (10, Methods::Write),
         _ => (ASSET, Methods::Read),
     }
 }
 
-const ASSET: usize = 9;
-const UNMATCHED: usize = 10;
+const ASSET: usize = 11;
+const UNMATCHED: usize = 12;
 
 /// The per-route series, made on first use so a scrape carries only the
 /// routes that were asked for.

@@ -13,11 +13,13 @@
 //! API and `/metrics` read the same counters.
 
 mod bucket;
+mod paced;
 pub mod pacing;
 pub mod shared;
 mod spec;
 
 pub use bucket::{BucketError, MIN_CAPACITY, Throttle, TokenBucket};
+pub use paced::{PacedGrant, PacedProviders, PacedRefusal, pacing_labels};
 pub use shared::{SharedBudget, SharedConfig, SharedConfigError};
 pub use spec::{ProviderSpec, ProviderSpecError, is_label_safe};
 
@@ -102,6 +104,10 @@ pub struct ProviderView {
     pub requests_throttled: u64,
     /// Requests waiting for tokens right now.
     pub waiting: usize,
+    /// The rules, pushback and leases of a paced provider (whose rate and
+    /// burst above are those of its tightest provider-wide rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<pacing::ProviderStatus>,
 }
 
 /// The outcome of one acquire attempt.
@@ -128,6 +134,8 @@ pub struct RateCoordinator {
     providers: Vec<Provider>,
     clock: Clock,
     shared: Option<Arc<SharedBudget>>,
+    /// The providers paced by their published rules.
+    paced: Option<PacedProviders>,
     /// Bumped whenever a scale, share or mode changes, to wake waiters.
     changes: watch::Sender<u64>,
 }
@@ -157,6 +165,7 @@ impl RateCoordinator {
             providers,
             clock,
             shared: None,
+            paced: None,
             changes: watch::channel(0).0,
         }
     }
@@ -170,6 +179,17 @@ impl RateCoordinator {
             }
         }
         self
+    }
+
+    /// Adds the providers paced by their published rules.
+    pub fn with_paced(mut self, paced: PacedProviders) -> Self {
+        self.paced = Some(paced);
+        self
+    }
+
+    /// The paced providers, if any.
+    pub fn paced(&self) -> Option<&PacedProviders> {
+        self.paced.as_ref()
     }
 
     /// Takes tokens from the shared bucket while it answers.
@@ -189,7 +209,10 @@ impl RateCoordinator {
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.providers.iter().map(|p| p.spec.name.as_str())
+        self.providers
+            .iter()
+            .map(|p| p.spec.name.as_str())
+            .chain(self.paced.iter().flat_map(|p| p.names()))
     }
 
     fn find(&self, name: &str) -> Option<&Provider> {
@@ -197,7 +220,7 @@ impl RateCoordinator {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.find(name).is_some()
+        self.find(name).is_some() || self.paced.as_ref().is_some_and(|p| p.contains(name))
     }
 
     fn sharing(&self) -> Option<&Arc<SharedBudget>> {
@@ -224,11 +247,17 @@ impl RateCoordinator {
                 }
             }
         }
+        if let Some(paced) = &self.paced {
+            paced.set_control_scale(scale);
+        }
         self.notify_change();
     }
 
     /// Sets this replica's share of every provider's budget (1/N for N replicas).
     pub fn set_share(&self, share: f64) {
+        if let Some(paced) = &self.paced {
+            paced.set_share(share);
+        }
         let now = self.clock.now();
         for provider in &self.providers {
             let mut scaled = lock(&provider.bucket);
@@ -403,16 +432,52 @@ impl RateCoordinator {
         Some(Duration::from_secs_f64(missing / rate))
     }
 
+    /// Takes what `request` asks: every rule of a paced provider, or the
+    /// bucket of a plain one (which has no classes, keys or kinds, and so
+    /// ignores them); waits up to `max_wait` in arrival order.
+    pub async fn acquire_request(
+        &self,
+        request: &pacing::Request,
+        max_wait: Duration,
+    ) -> Result<PacedGrant, AcquireRefusal> {
+        if let Some(paced) = self
+            .paced
+            .as_ref()
+            .filter(|p| p.contains(&request.provider))
+        {
+            return paced
+                .acquire(request, max_wait)
+                .await
+                .map_err(AcquireRefusal::Paced);
+        }
+        self.acquire(&request.provider, request.tokens, max_wait)
+            .await
+            .map(|waited| PacedGrant {
+                waited,
+                lease: None,
+            })
+            .map_err(AcquireRefusal::Bucket)
+    }
+
     pub fn views(&self) -> Vec<ProviderView> {
         let budget = if self.sharing().is_some() {
             "shared"
         } else {
             "local"
         };
-        self.providers
+        let mut views: Vec<ProviderView> = self
+            .providers
             .iter()
             .map(|p| view(p, budget, max_tokens(p, self.shared.is_some())))
-            .collect()
+            .collect();
+        if let Some(paced) = &self.paced {
+            views.extend(
+                paced
+                    .names()
+                    .filter_map(|name| paced_view(paced, name, budget)),
+            );
+        }
+        views
     }
 }
 
@@ -492,7 +557,68 @@ fn view(provider: &Provider, budget: &'static str, max_tokens: u32) -> ProviderV
         tokens_granted: provider.granted.get(),
         requests_throttled: provider.throttled.get(),
         waiting: lock(&provider.queue).queue.len(),
+        pacing: None,
     }
+}
+
+/// The rate and burst a paced provider is shown with: its tightest
+/// provider-wide rate rule (a window of N in W as N/W per second with a burst
+/// of N), or its tightest rate rule of any scope when none is provider-wide.
+fn headline(config: &pacing::ProviderPacing) -> (f64, f64) {
+    let rate_of = |limit: &pacing::Limit| match limit {
+        pacing::Limit::Window { count, window } => {
+            Some((f64::from(*count) / window.as_secs_f64(), f64::from(*count)))
+        }
+        pacing::Limit::Bucket { rate, burst } => Some((*rate, *burst)),
+        pacing::Limit::Interval { min } => Some((1.0 / min.as_secs_f64(), 1.0)),
+        pacing::Limit::Concurrency { .. } => None,
+    };
+    let tightest = |provider_wide: bool| {
+        config
+            .rules
+            .iter()
+            .filter(|r| !provider_wide || r.scope == pacing::Scope::Provider)
+            .filter_map(|r| rate_of(&r.limit))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    tightest(true)
+        .or_else(|| tightest(false))
+        .unwrap_or((0.0, 0.0))
+}
+
+fn paced_view(paced: &PacedProviders, name: &str, budget: &'static str) -> Option<ProviderView> {
+    let config = paced.config(name)?;
+    let status = paced.status(name)?;
+    let (granted, throttled) = paced.counts(name)?;
+    let (rate, burst) = headline(&config);
+    let scale = status.control_scale * status.share * status.pushback_factor;
+    Some(ProviderView {
+        name: name.to_owned(),
+        base_rate: rate,
+        burst,
+        scale: status.control_scale,
+        share: status.share,
+        effective_rate: rate * scale,
+        effective_burst: if scale > 0.0 {
+            (burst * scale).max(MIN_CAPACITY)
+        } else {
+            0.0
+        },
+        feedback: paced.takes_feedback(name),
+        budget,
+        max_tokens: (burst * status.share + 1e-9).floor().max(1.0) as u32,
+        tokens_granted: granted,
+        requests_throttled: throttled,
+        waiting: status.waiting,
+        pacing: Some(status),
+    })
+}
+
+/// Why an acquire through [`RateCoordinator::acquire_request`] was not granted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AcquireRefusal {
+    Bucket(Refusal),
+    Paced(PacedRefusal),
 }
 
 /// Bucket arithmetic cannot leave a bucket half-updated, so a poisoned lock

@@ -12,7 +12,7 @@ use crate::control::Controller;
 use crate::engine::{self, Command, EngineHandle};
 use crate::feedback::pull;
 use crate::http::{self, Ctx};
-use crate::rate::{RateCoordinator, SharedBudget};
+use crate::rate::{PacedProviders, RateCoordinator, SharedBudget, pacing_labels};
 use crate::replicas::{DnsWatch, ReplicaSource, ReplicaTracker, ReplicaView};
 use crate::telemetry::{BudgetMode, Metrics};
 use std::future::Future;
@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -38,6 +39,8 @@ pub enum StartError {
     SharedBudget(String),
     #[error("cannot set up DNS resolution for --replicas-dns: {0}")]
     Resolver(String),
+    #[error("cannot set up provider pacing: {0}")]
+    Pacing(String),
 }
 
 /// Why a running service stopped other than by a shutdown signal.
@@ -54,6 +57,9 @@ const LISTENER: &str = "listener";
 const POLLER: &str = "store poller";
 const REPLICA_WATCH: &str = "replica watch";
 const BUDGET_WATCH: &str = "budget watch";
+const PACING_SWEEP: &str = "pacing sweep";
+/// How often expired leases and idle keys are forgotten and the pacing gauges set.
+const PACING_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A service whose listener is bound and whose tasks run.
 pub struct Service {
@@ -75,14 +81,28 @@ impl Service {
             error,
         })?;
         let clock = Clock::new();
-        let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
-        let metrics = Metrics::new(&names);
+        let names: Vec<&str> = config
+            .providers
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(config.paced.iter().map(|p| p.name.as_str()))
+            .collect();
+        let metrics = Metrics::with_pacing(&names, &pacing_labels(&config.paced));
         let mut rates = RateCoordinator::new(
             &config.providers,
             config.feedback_provider.as_deref(),
             clock,
         )
         .with_counters(&metrics);
+        if !config.paced.is_empty() {
+            let paced = PacedProviders::new(
+                config.paced.clone(),
+                config.feedback_provider.as_deref(),
+                clock,
+            )
+            .map_err(|e| StartError::Pacing(e.to_string()))?;
+            rates = rates.with_paced(paced.with_counters(&metrics));
+        }
         if let Some(shared) = &config.budget_redis {
             let budget = SharedBudget::start(shared.clone())
                 .map_err(|e| StartError::SharedBudget(e.to_string()))?;
@@ -114,6 +134,9 @@ impl Service {
         }
         if let Some(watch) = budget_watch(&rates, &metrics, shutdown.clone()) {
             tasks.spawn(BUDGET_WATCH, watch);
+        }
+        if rates.paced().is_some() {
+            tasks.spawn(PACING_SWEEP, pacing_sweep(&rates, shutdown.clone()));
         }
         if let Some(pull) = &config.pull {
             let client = pull::client().map_err(StartError::Client)?;
@@ -297,6 +320,29 @@ fn budget_watch(
             rates.notify_change();
         }
     })
+}
+
+/// Forgets expired leases and idle keys of the paced providers and keeps
+/// their factor and lease gauges current (the factor recovers with time).
+fn pacing_sweep(
+    rates: &Arc<RateCoordinator>,
+    mut shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let rates = Arc::downgrade(rates);
+    async move {
+        let mut every = tokio::time::interval(PACING_SWEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let Some(rates) = rates.upgrade() else { return };
+            if let Some(paced) = rates.paced() {
+                paced.sweep();
+            }
+        }
+    }
 }
 
 /// Applies the replica share now; with a peer name, also returns the watch

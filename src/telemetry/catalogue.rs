@@ -210,6 +210,38 @@ pub const HTTP_DURATION: Family = family(
     &["route"],
 );
 
+// ---- Provider pacing (section `pacing`; only with paced providers).
+pub const PACING_GRANTS: Family = family(
+    "mdp_pacing_grants_total",
+    "Acquire requests granted by a paced provider, by request class (none: no class; other: a class no rule names).",
+    Counter,
+    &["provider", "class"],
+);
+pub const PACING_REFUSALS: Family = family(
+    "mdp_pacing_refusals_total",
+    "Acquire requests a paced provider refused, by request class and the rule that held them last (paused: backpressure HARD; pushback: the provider's own pushback).",
+    Counter,
+    &["provider", "class", "rule"],
+);
+pub const PACING_PUSHBACKS: Family = family(
+    "mdp_pacing_pushbacks_total",
+    "Pushback reports from workers (pacing_violation: IBKR error 162 and the like; rate_limited: an HTTP 429), by class and kind.",
+    Counter,
+    &["provider", "class", "kind"],
+);
+pub const PACING_LEASES: Family = family(
+    "mdp_pacing_leases_held",
+    "Leases held on the concurrency caps of a paced provider (requests in flight).",
+    Gauge,
+    &["provider"],
+);
+pub const PACING_FACTOR: Family = family(
+    "mdp_pacing_pushback_factor",
+    "Factor the provider's own pushback applies to its rate rules (1: none in force), provider-wide (class *) and per class.",
+    Gauge,
+    &["provider", "class"],
+);
+
 /// The families of each section of the exposition, in the order it writes
 /// them. A new group of families (pacing, say) is a new list here and a new
 /// section in `telemetry` writing exactly it.
@@ -236,10 +268,17 @@ pub const CONTROL: &[Family] = &[
 pub const RATES: &[Family] = &[TOKENS_GRANTED, REQUESTS_THROTTLED];
 pub const PODS: &[Family] = &[REPLICAS, BUDGET_MODE];
 pub const HTTP: &[Family] = &[UNAUTHORIZED, HTTP_REQUESTS, HTTP_DURATION];
+pub const PACING: &[Family] = &[
+    PACING_GRANTS,
+    PACING_REFUSALS,
+    PACING_PUSHBACKS,
+    PACING_LEASES,
+    PACING_FACTOR,
+];
 
 /// Every family mdp defines, section by section.
 pub fn all() -> impl Iterator<Item = &'static Family> {
-    [CONTROL, RATES, PODS, HTTP].into_iter().flatten()
+    [CONTROL, RATES, PODS, PACING, HTTP].into_iter().flatten()
 }
 
 /// The family named `name`, if mdp defines one.

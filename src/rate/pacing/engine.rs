@@ -146,6 +146,44 @@ pub enum Decision {
     UnknownProvider,
 }
 
+/// One rule as it stands (see [`Pacer::status`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RuleStatus {
+    pub name: String,
+    /// `provider`, `class historical`, `each key of historical`, ...
+    pub scope: String,
+    /// The rule as configured: `60 in 10m`.
+    pub limit: String,
+    /// The rule at the scale in force now: `30 in 10m` at SOFT.
+    pub in_force: String,
+    /// Backpressure x replica share x pushback for a rate rule, the share for a cap.
+    pub scale: f64,
+    pub tracked_keys: usize,
+    pub keys_refused: u64,
+    pub leases_held: usize,
+    /// Requests granted through this rule.
+    pub granted: u64,
+}
+
+/// A paced provider as it stands (see [`Pacer::status`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProviderStatus {
+    pub control_scale: f64,
+    pub share: f64,
+    /// The provider-wide pushback factor (1: no pushback in force).
+    pub pushback_factor: f64,
+    /// The factor of each class with a pushback of its own.
+    pub class_factors: BTreeMap<String, f64>,
+    /// The end of the latest pushback hold still on, if any.
+    #[serde(skip)]
+    pub pushback_until: Option<Duration>,
+    /// Pushback reports received since start.
+    pub pushbacks: u64,
+    pub leases_held: usize,
+    pub waiting: usize,
+    pub rules: Vec<RuleStatus>,
+}
+
 /// A waiter's place in its provider's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ticket(u64);
@@ -204,6 +242,8 @@ struct RuleState {
     keyed: HashMap<String, Instance>,
     /// New keys refused because the rule tracked as many as it may.
     keys_refused: u64,
+    /// Requests granted through this rule.
+    granted: u64,
 }
 
 #[derive(Debug)]
@@ -266,6 +306,7 @@ impl Pacer {
                         .then(|| Instance::new(&rule.limit, Duration::ZERO)),
                     keyed: HashMap::new(),
                     keys_refused: 0,
+                    granted: 0,
                 })
                 .collect();
             states.push(ProviderState {
@@ -448,6 +489,62 @@ impl Pacer {
             .sum()
     }
 
+    /// How `provider` stands at `now`: each rule's limit in force, the
+    /// pushback factors, the leases held and the keys tracked.
+    pub fn status(&self, provider: &str, now: Duration) -> Option<ProviderStatus> {
+        let p = &self.providers[self.find(provider)?];
+        let index = self.find(provider)?;
+        let policy = &p.config.pushback;
+        let rules = p
+            .config
+            .rules
+            .iter()
+            .zip(&p.rules)
+            .enumerate()
+            .map(|(i, (rule, state))| {
+                let scale = rule_scale(p, rule, now);
+                RuleStatus {
+                    name: rule.name.clone(),
+                    scope: rule.scope.to_string(),
+                    limit: rule.limit.to_string(),
+                    in_force: scaled_limit(&rule.limit, scale),
+                    scale,
+                    tracked_keys: state.keyed.len(),
+                    keys_refused: state.keys_refused,
+                    leases_held: self
+                        .leases
+                        .values()
+                        .filter(|l| l.provider == index && l.slots.iter().any(|s| s.0 == i))
+                        .count(),
+                    granted: state.granted,
+                }
+            })
+            .collect();
+        let class_factors = p
+            .class_backoff
+            .iter()
+            .map(|(class, b)| (class.clone(), b.factor(now, policy)))
+            .collect();
+        let pushbacks =
+            p.backoff.reports + p.class_backoff.values().map(|b| b.reports).sum::<u64>();
+        Some(ProviderStatus {
+            control_scale: p.control_scale,
+            share: p.share,
+            pushback_factor: p.backoff.factor(now, policy),
+            class_factors,
+            pushback_until: [Some(&p.backoff)]
+                .into_iter()
+                .flatten()
+                .chain(p.class_backoff.values())
+                .filter_map(|b| b.held_until(now))
+                .max(),
+            pushbacks,
+            leases_held: self.leases.values().filter(|l| l.provider == index).count(),
+            waiting: p.waiters.len(),
+            rules,
+        })
+    }
+
     /// Forgets expired leases, idle keys and recovered pushbacks.
     pub fn sweep(&mut self, now: Duration) {
         self.last_sweep = now;
@@ -627,6 +724,7 @@ impl Pacer {
         let mut lease_slots = Vec::new();
         let mut lease_time = Duration::ZERO;
         for slot in slots {
+            provider.rules[slot.0].granted += 1;
             let rule = provider.config.rules[slot.0].clone();
             let scale = rule_scale(provider, &rule, now);
             let cost = rule.cost(
@@ -728,6 +826,35 @@ fn scaled_count(count: u32, scale: f64) -> u64 {
     } else {
         ((f64::from(count) * scale + 1e-9).floor() as u64).max(1)
     }
+}
+
+/// `limit` as it admits at `scale` (`30 in 10m`, `paused`).
+fn scaled_limit(limit: &Limit, scale: f64) -> String {
+    if scale <= 0.0 {
+        return "paused".to_owned();
+    }
+    match limit {
+        Limit::Window { count, window } => Limit::Window {
+            count: u32::try_from(scaled_count(*count, scale)).unwrap_or(u32::MAX),
+            window: *window,
+        }
+        .to_string(),
+        Limit::Bucket { rate, burst } => format!(
+            "{}/s burst {}",
+            round3(rate * scale),
+            round3((burst * scale).max(crate::rate::MIN_CAPACITY))
+        ),
+        Limit::Interval { min } => format!("1 per {:.1} s", min.div_f64(scale).as_secs_f64()),
+        Limit::Concurrency { max, lease } => Limit::Concurrency {
+            max: u32::try_from(scaled_count(*max, scale)).unwrap_or(u32::MAX),
+            lease: *lease,
+        }
+        .to_string(),
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 fn impossible(provider: &ProviderState, slots: &[Slot], request: &Request) -> Option<Impossible> {

@@ -16,13 +16,15 @@
 //! leases included.
 
 mod engine;
+pub mod file;
 pub mod profile;
 mod pushback;
 mod rule;
 mod window;
 
 pub use engine::{
-    Decision, Held, HoldReason, Impossible, Lease, Pacer, PushbackError, Request, Ticket,
+    Decision, Held, HoldReason, Impossible, Lease, Pacer, ProviderStatus, PushbackError, Request,
+    RuleStatus, Ticket,
 };
 pub use pushback::{Pushback, PushbackKind};
 pub use rule::{

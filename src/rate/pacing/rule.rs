@@ -45,6 +45,22 @@ impl Scope {
     }
 }
 
+impl fmt::Display for Scope {
+    /// `provider`, `class historical`, `each key of historical`, `each fingerprint`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let of = |class: &Option<String>| match class {
+            Some(class) => format!(" of {class}"),
+            None => String::new(),
+        };
+        match self {
+            Scope::Provider => f.write_str("provider"),
+            Scope::Class(class) => write!(f, "class {class}"),
+            Scope::Key { class } => write!(f, "each key{}", of(class)),
+            Scope::Fingerprint { class } => write!(f, "each fingerprint{}", of(class)),
+        }
+    }
+}
+
 /// What a rule allows within its scope.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Limit {

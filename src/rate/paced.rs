@@ -1,0 +1,427 @@
+//! Providers paced by the rules they publish ([`pacing`]): the pacing engine
+//! behind a lock, on the coordinator's clock, with waiting in arrival order,
+//! leases, pushback and the counters `/metrics` and the state API read.
+//!
+//! A request that cannot be granted at once and may wait takes a place in
+//! its provider's queue and is tried again when the rule that holds it has
+//! room (the engine says when), when a lease is returned, when the scale,
+//! the share or a pushback changes, or when a waiter ahead of it leaves.
+//! A hold by a concurrency cap has no known end (a release can come at any
+//! time): such a waiter waits for a release until its deadline.
+
+use super::pacing::{
+    self, Decision, Held, HoldReason, Impossible, Lease, Pacer, ProviderPacing, ProviderStatus,
+    Pushback, PushbackError, Request, Ticket,
+};
+use crate::clock::Clock;
+use crate::telemetry::{Counter, Metrics, PacingLabels, PacingSeries};
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Advice to a worker held with no known time (paused): look again after this long.
+pub const PACED_RETRY: Duration = super::PAUSED_RETRY;
+
+/// A grant of a paced provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PacedGrant {
+    pub waited: Duration,
+    /// The lease to return with `POST /api/v1/release`, when a concurrency
+    /// cap counted the request; `expires_in` is how long it holds if never returned.
+    pub lease: Option<(String, Duration)>,
+}
+
+/// Why a paced acquire was not granted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PacedRefusal {
+    Unknown,
+    /// No rule could ever admit it (more than a window or burst holds).
+    Never(Impossible),
+    /// Not now: the rule that holds it and when to look again.
+    Held {
+        held: Held,
+        retry_after: Duration,
+    },
+}
+
+struct Counters {
+    granted: Counter,
+    throttled: Counter,
+    series: Option<PacingSeries>,
+}
+
+/// Every paced provider of this pod.
+pub struct PacedProviders {
+    pacer: Mutex<Pacer>,
+    clock: Clock,
+    /// Bumped by everything that can let a waiter through.
+    changes: watch::Sender<u64>,
+    feedback: HashSet<String>,
+    counters: Vec<(String, Counters)>,
+}
+
+impl std::fmt::Debug for PacedProviders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacedProviders")
+            .field(
+                "providers",
+                &self.counters.iter().map(|c| &c.0).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The labels of the pacing series of `configs`.
+pub fn pacing_labels(configs: &[ProviderPacing]) -> Vec<PacingLabels> {
+    configs
+        .iter()
+        .map(|c| {
+            let mut classes: Vec<String> = c
+                .rules
+                .iter()
+                .filter_map(|r| r.scope.class().map(str::to_owned))
+                .collect();
+            classes.sort();
+            classes.dedup();
+            PacingLabels {
+                provider: c.name.clone(),
+                classes,
+                rules: c.rules.iter().map(|r| r.name.clone()).collect(),
+            }
+        })
+        .collect()
+}
+
+impl PacedProviders {
+    /// The engine for `configs` (already validated at start); feedback
+    /// scales the one named by `feedback_for`, or all of them when None.
+    pub fn new(
+        configs: Vec<ProviderPacing>,
+        feedback_for: Option<&str>,
+        clock: Clock,
+    ) -> Result<Self, pacing::RuleError> {
+        let feedback = configs
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|name| feedback_for.is_none_or(|f| f == name))
+            .collect();
+        let counters = configs
+            .iter()
+            .map(|c| {
+                let counters = Counters {
+                    granted: Counter::standalone(),
+                    throttled: Counter::standalone(),
+                    series: None,
+                };
+                (c.name.clone(), counters)
+            })
+            .collect();
+        Ok(PacedProviders {
+            pacer: Mutex::new(Pacer::new(configs)?),
+            clock,
+            changes: watch::channel(0).0,
+            feedback,
+            counters,
+        })
+    }
+
+    /// Counts into the series of `metrics`, the ones `/metrics` shows.
+    pub fn with_counters(mut self, metrics: &Metrics) -> Self {
+        for (name, counters) in &mut self.counters {
+            if let Some(series) = metrics.provider(name) {
+                counters.granted = series.tokens_granted();
+                counters.throttled = series.requests_throttled();
+            }
+            counters.series = metrics.pacing(name).cloned();
+        }
+        self
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.counters.iter().map(|(name, _)| name.as_str())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.counters.iter().any(|(n, _)| n == name)
+    }
+
+    pub fn takes_feedback(&self, name: &str) -> bool {
+        self.feedback.contains(name)
+    }
+
+    fn counters(&self, name: &str) -> Option<&Counters> {
+        self.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
+    }
+
+    fn notify(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn engine(&self) -> std::sync::MutexGuard<'_, Pacer> {
+        super::lock(&self.pacer)
+    }
+
+    /// The backpressure scale, for every provider that takes feedback.
+    pub fn set_control_scale(&self, scale: f64) {
+        {
+            let mut engine = self.engine();
+            for name in &self.feedback {
+                engine.set_control_scale(name, scale);
+            }
+        }
+        self.notify();
+    }
+
+    /// This replica's share of every provider's budget.
+    pub fn set_share(&self, share: f64) {
+        self.engine().set_share(share);
+        self.notify();
+    }
+
+    /// Takes what `request` asks of every rule that applies, waiting up to
+    /// `max_wait` in arrival order; counts the outcome once.
+    pub async fn acquire(
+        &self,
+        request: &Request,
+        max_wait: Duration,
+    ) -> Result<PacedGrant, PacedRefusal> {
+        let counters = self
+            .counters(&request.provider)
+            .ok_or(PacedRefusal::Unknown)?;
+        let result = self.acquire_in_order(request, max_wait).await;
+        let class = request.class.as_deref();
+        match &result {
+            Ok(_) => {
+                counters.granted.inc_by(u64::from(request.tokens));
+                if let Some(series) = &counters.series {
+                    series.grant(class);
+                }
+            }
+            Err(PacedRefusal::Held { held, .. }) => {
+                counters.throttled.inc();
+                if let Some(series) = &counters.series {
+                    series.refuse(class, &held.rule);
+                }
+            }
+            Err(_) => {}
+        }
+        if let (Ok(PacedGrant { lease: Some(_), .. }), Some(series)) = (&result, &counters.series) {
+            series.set_leases(self.engine().leases_held(&request.provider));
+        }
+        result
+    }
+
+    async fn acquire_in_order(
+        &self,
+        request: &Request,
+        max_wait: Duration,
+    ) -> Result<PacedGrant, PacedRefusal> {
+        let started = Instant::now();
+        let deadline = started + max_wait;
+        let first = self.engine().acquire(request, self.clock.now());
+        let held = match self.answer(first, started)? {
+            Ok(grant) => return Ok(grant),
+            Err(held) => held,
+        };
+        if self.cannot_make_it(&held, deadline) {
+            return Err(self.refusal(held));
+        }
+        let mut changes = self.changes.subscribe();
+        let place = Place::join(self, request).ok_or(PacedRefusal::Unknown)?;
+        loop {
+            changes.borrow_and_update();
+            let decision = self
+                .engine()
+                .acquire_waiting(place.ticket, request, self.clock.now());
+            let held = match self.answer(decision, started)? {
+                Ok(grant) => {
+                    place.done();
+                    return Ok(grant);
+                }
+                Err(held) => held,
+            };
+            if self.cannot_make_it(&held, deadline) {
+                return Err(self.refusal(held));
+            }
+            // Behind a waiter or a cap, or paused: only a change lets it
+            // through. Otherwise the rule has room at `retry_at` (at least a
+            // millisecond on, so a clock at the boundary cannot spin).
+            let wake = match (held.reason, held.retry_at) {
+                (HoldReason::Limit | HoldReason::Pushback, Some(at)) if !self.is_cap(&held) => self
+                    .clock
+                    .instant_at(at)
+                    .max(Instant::now() + Duration::from_millis(1))
+                    .min(deadline),
+                _ => deadline,
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                changed = changes.changed() => if changed.is_err() { return Err(self.refusal(held)) },
+            }
+        }
+    }
+
+    /// A grant, a hold to look at, or a final refusal.
+    #[allow(clippy::result_large_err)]
+    fn answer(
+        &self,
+        decision: Decision,
+        started: Instant,
+    ) -> Result<Result<PacedGrant, Held>, PacedRefusal> {
+        match decision {
+            Decision::Granted { lease } => Ok(Ok(PacedGrant {
+                waited: started.elapsed(),
+                lease: lease.map(|Lease { id, expires_at }| {
+                    (id, expires_at.saturating_sub(self.clock.now()))
+                }),
+            })),
+            Decision::Held(held) => Ok(Err(held)),
+            Decision::Impossible(impossible) => Err(PacedRefusal::Never(impossible)),
+            Decision::UnknownProvider => Err(PacedRefusal::Unknown),
+        }
+    }
+
+    fn is_cap(&self, held: &Held) -> bool {
+        self.engine().config(&held.provider).is_some_and(|c| {
+            c.rules
+                .iter()
+                .any(|r| r.name == held.rule && !r.limit.is_rate())
+        })
+    }
+
+    /// Whether the hold outlasts the deadline (a cap can free at any release).
+    fn cannot_make_it(&self, held: &Held, deadline: Instant) -> bool {
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        match held.retry_at {
+            Some(at) if held.reason == HoldReason::Limit && !self.is_cap(held) => {
+                self.clock.instant_at(at) > deadline
+            }
+            Some(at) if held.reason == HoldReason::Pushback => self.clock.instant_at(at) > deadline,
+            _ => false,
+        }
+    }
+
+    fn refusal(&self, held: Held) -> PacedRefusal {
+        let retry_after = held
+            .retry_after()
+            .filter(|_| !self.is_cap(&held))
+            .unwrap_or(PACED_RETRY)
+            .max(Duration::from_millis(1));
+        PacedRefusal::Held { held, retry_after }
+    }
+
+    /// Returns a lease; false when it is unknown (returned, expired, never granted).
+    pub fn release(&self, lease: &str) -> bool {
+        let (released, held) = {
+            let mut engine = self.engine();
+            let released = engine.release(lease, self.clock.now());
+            let provider = lease.rsplit_once('-').map(|(p, _)| p.to_owned());
+            let held = provider.map(|p| (engine.leases_held(&p), p));
+            (released, held)
+        };
+        if released {
+            if let Some((count, provider)) = held
+                && let Some(series) = self.counters(&provider).and_then(|c| c.series.as_ref())
+            {
+                series.set_leases(count);
+            }
+            self.notify();
+        }
+        released
+    }
+
+    /// The provider's own pushback: the factor in force after it.
+    pub fn pushback(&self, report: &Pushback) -> Result<f64, PushbackError> {
+        let factor = self.engine().pushback(report, self.clock.now())?;
+        if let Some(series) = self
+            .counters(&report.provider)
+            .and_then(|c| c.series.as_ref())
+        {
+            series.pushback(report.class.as_deref(), report.kind.as_str());
+        }
+        self.refresh_gauges();
+        self.notify();
+        Ok(factor)
+    }
+
+    /// Forgets expired leases and idle keys; sets the factor and lease gauges.
+    pub fn sweep(&self) {
+        self.engine().sweep(self.clock.now());
+        self.refresh_gauges();
+    }
+
+    fn refresh_gauges(&self) {
+        let now = self.clock.now();
+        let engine = self.engine();
+        for (name, counters) in &self.counters {
+            let (Some(series), Some(status)) = (&counters.series, engine.status(name, now)) else {
+                continue;
+            };
+            series.set_factor(None, status.pushback_factor);
+            series.reset_class_factors();
+            for (class, factor) in &status.class_factors {
+                series.set_factor(Some(class), *factor);
+            }
+            series.set_leases(status.leases_held);
+        }
+    }
+
+    /// How `provider` stands now.
+    pub fn status(&self, provider: &str) -> Option<ProviderStatus> {
+        self.engine().status(provider, self.clock.now())
+    }
+
+    /// Requests granted and refused by `provider`, as counted.
+    pub fn counts(&self, provider: &str) -> Option<(u64, u64)> {
+        self.counters(provider)
+            .map(|c| (c.granted.get(), c.throttled.get()))
+    }
+
+    /// The configuration `provider` runs with.
+    pub fn config(&self, provider: &str) -> Option<ProviderPacing> {
+        self.engine().config(provider).cloned()
+    }
+}
+
+/// A waiter's place in the queue, given up when dropped unless granted.
+struct Place<'a> {
+    paced: &'a PacedProviders,
+    provider: String,
+    ticket: Ticket,
+    granted: bool,
+}
+
+impl<'a> Place<'a> {
+    fn join(paced: &'a PacedProviders, request: &Request) -> Option<Self> {
+        let ticket = paced.engine().enqueue(request)?;
+        Some(Place {
+            paced,
+            provider: request.provider.clone(),
+            ticket,
+            granted: false,
+        })
+    }
+
+    /// Granted: the engine took it off the queue already.
+    fn done(mut self) {
+        self.granted = true;
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.granted {
+            self.paced.engine().leave(&self.provider, self.ticket);
+        }
+        // Whoever waited behind it may go now.
+        self.paced.notify();
+    }
+}
