@@ -536,8 +536,8 @@ mod tests {
         assert!(cfg.providers.is_empty(), "{:?}", cfg.providers);
         assert_eq!(cfg.paced, vec![profile::ibkr()]);
         assert_eq!(cfg.pacing_source.profiles, vec!["ibkr"]);
-        let cfg = config(&["--provider-profile", "ibkr", "--provider", "polygon=5/s"])
-            .expect("valid");
+        let cfg =
+            config(&["--provider-profile", "ibkr", "--provider", "polygon=5/s"]).expect("valid");
         assert_eq!(cfg.providers.len(), 1);
         assert_eq!(cfg.paced.len(), 1);
         config(&["--provider-profile", "ibkr", "--feedback-provider", "ibkr"])

@@ -425,3 +425,221 @@ impl Drop for Place<'_> {
         self.paced.notify();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rate::pacing::{Limit, PushbackKind, Rule, Scope, profile};
+    use std::sync::Arc;
+
+    fn paced(rules: Vec<Rule>) -> Arc<PacedProviders> {
+        let config = ProviderPacing::new("p", rules);
+        Arc::new(PacedProviders::new(vec![config], None, Clock::new()).expect("valid"))
+    }
+
+    fn cap(max: u32) -> Rule {
+        Rule::new(
+            "open",
+            Scope::Provider,
+            Limit::Concurrency {
+                max,
+                lease: Duration::from_secs(60),
+            },
+        )
+    }
+
+    fn window(count: u32, secs: u64) -> Rule {
+        Rule::new(
+            "window",
+            Scope::Provider,
+            Limit::Window {
+                count,
+                window: Duration::from_secs(secs),
+            },
+        )
+    }
+
+    fn request() -> Request {
+        Request::new("p", None)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_on_a_full_cap_is_granted_at_the_release() {
+        let paced = paced(vec![cap(1)]);
+        let first = paced
+            .acquire(&request(), Duration::ZERO)
+            .await
+            .expect("a free slot");
+        let lease = first.lease.expect("a cap gives a lease").0;
+        let waiter = {
+            let paced = paced.clone();
+            tokio::spawn(async move { paced.acquire(&request(), Duration::from_secs(30)).await })
+        };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!waiter.is_finished(), "held while the slot is taken");
+        assert!(paced.release(&lease));
+        let granted = waiter.await.expect("task").expect("granted at the release");
+        assert_eq!(granted.waited, Duration::from_secs(3));
+        assert!(!paced.release(&lease), "a lease is returned once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_cap_refuses_at_the_deadline_with_a_poll_hint_not_the_lease_expiry() {
+        let paced = paced(vec![cap(1)]);
+        paced
+            .acquire(&request(), Duration::ZERO)
+            .await
+            .expect("slot");
+        let started = Instant::now();
+        let refused = paced.acquire(&request(), Duration::from_secs(2)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        match refused {
+            Err(PacedRefusal::Held { held, retry_after }) => {
+                assert_eq!(held.rule, "open");
+                assert_eq!(retry_after, PACED_RETRY);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(paced.counts("p"), Some((1, 1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_that_frees_after_the_deadline_refuses_at_once() {
+        let paced = paced(vec![window(2, 10)]);
+        for _ in 0..2 {
+            paced
+                .acquire(&request(), Duration::ZERO)
+                .await
+                .expect("room");
+        }
+        let started = Instant::now();
+        let refused = paced.acquire(&request(), Duration::from_secs(5)).await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "no point waiting");
+        assert!(
+            matches!(&refused, Err(PacedRefusal::Held { retry_after, .. }) if *retry_after == Duration::from_secs(10)),
+            "{refused:?}"
+        );
+        // Willing to wait long enough: granted when the first grant leaves the window.
+        let granted = paced
+            .acquire(&request(), Duration::from_secs(15))
+            .await
+            .expect("granted when the window slides");
+        assert_eq!(granted.waited, Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_are_served_in_arrival_order() {
+        let paced = paced(vec![window(1, 1)]);
+        paced
+            .acquire(&request(), Duration::ZERO)
+            .await
+            .expect("room");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let (paced, order) = (paced.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                paced
+                    .acquire(&request(), Duration::from_secs(30))
+                    .await
+                    .expect("granted in turn");
+                super::super::lock(&order).push(i);
+            }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
+        assert_eq!(*super::super::lock(&order), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hard_pauses_and_a_resume_lets_the_waiter_through() {
+        let paced = paced(vec![window(10, 1)]);
+        paced.set_control_scale(0.0);
+        let waiter = {
+            let paced = paced.clone();
+            tokio::spawn(async move { paced.acquire(&request(), Duration::from_secs(30)).await })
+        };
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(!waiter.is_finished());
+        paced.set_control_scale(1.0);
+        let granted = waiter
+            .await
+            .expect("task")
+            .expect("granted after the resume");
+        assert_eq!(granted.waited, Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pushback_holds_its_class_until_the_retry_after_and_counts() {
+        let config = profile::ibkr();
+        let paced = Arc::new(PacedProviders::new(vec![config], None, Clock::new()).expect("valid"));
+        let metrics = Metrics::with_pacing(&["ibkr"], &pacing_labels(&[profile::ibkr()]));
+        let paced = Arc::new(
+            Arc::try_unwrap(paced)
+                .expect("one owner")
+                .with_counters(&metrics),
+        );
+        let factor = paced
+            .pushback(&Pushback {
+                provider: "ibkr".into(),
+                class: Some("historical".into()),
+                kind: PushbackKind::PacingViolation,
+                retry_after: Some(Duration::from_secs(5)),
+            })
+            .expect("known provider");
+        assert_eq!(factor, 0.5);
+        let historical = Request::new("ibkr", Some("historical"));
+        match paced.acquire(&historical, Duration::ZERO).await {
+            Err(PacedRefusal::Held { held, retry_after }) => {
+                assert_eq!(held.rule, "pushback");
+                assert_eq!(retry_after, Duration::from_secs(5));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Other classes are not held (a market-data line is held until returned).
+        let line = paced
+            .acquire(&Request::new("ibkr", Some("market_data")), Duration::ZERO)
+            .await
+            .expect("market data is not pushed back");
+        assert!(paced.release(&line.lease.expect("a line is leased").0));
+        let granted = paced
+            .acquire(&historical, Duration::from_secs(6))
+            .await
+            .expect("granted after the retry-after");
+        if let Some((lease, _)) = granted.lease {
+            paced.release(&lease);
+        }
+        assert_eq!(granted.waited, Duration::from_secs(5));
+        let text = String::from_utf8(metrics.render()).expect("utf-8");
+        for line in [
+            r#"mdp_pacing_pushbacks_total{provider="ibkr",class="historical",kind="pacing_violation"} 1"#,
+            r#"mdp_pacing_refusals_total{provider="ibkr",class="historical",rule="pushback"} 1"#,
+            r#"mdp_pacing_grants_total{provider="ibkr",class="historical"} 1"#,
+            r#"mdp_pacing_grants_total{provider="ibkr",class="market_data"} 1"#,
+            r#"mdp_pacing_pushback_factor{provider="ibkr",class="historical"} 0.5"#,
+            r#"mdp_pacing_leases_held{provider="ibkr"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_goes_away_gives_up_its_place() {
+        let paced = paced(vec![window(1, 10)]);
+        paced
+            .acquire(&request(), Duration::ZERO)
+            .await
+            .expect("room");
+        let waiter = {
+            let paced = paced.clone();
+            tokio::spawn(async move { paced.acquire(&request(), Duration::from_secs(30)).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(paced.status("p").expect("known").waiting, 1);
+        waiter.abort();
+        let _ = waiter.await;
+        assert_eq!(paced.status("p").expect("known").waiting, 0);
+    }
+}
