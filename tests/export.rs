@@ -88,7 +88,11 @@ fn queries(files: &[ExportedFile]) -> Vec<(String, String)> {
 /// A live `mdp serve` that has seen one event (so per-coordinator series exist), and
 /// its `/metrics` text.
 async fn real_scrape() -> String {
-    let mdp = MdpProcess::serve(&[], &[]);
+    // With a paced provider beside the default one, so the pacing families show.
+    let mdp = MdpProcess::serve(
+        &["--provider-profile", "ibkr", "--provider", "polygon=10/s"],
+        &[],
+    );
     let http = reqwest::Client::new();
     let posted = http
         .post(mdp.url("/feedback"))
@@ -731,7 +735,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
         .arg(&rules)
         .arg(&operator_rules));
     assert!(ok, "promtool check rules:\n{log}");
-    assert_eq!(log.matches("SUCCESS: 8 rules found").count(), 2, "{log}");
+    assert_eq!(log.matches("SUCCESS: 9 rules found").count(), 2, "{log}");
     let tests = dir.0.join("alerts.test.yaml");
     std::fs::copy(
         repo().join("tests/fixtures/export/alerts.test.yaml"),

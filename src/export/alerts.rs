@@ -7,10 +7,16 @@ use super::{ExportOptions, ExportedFile, yaml_file};
 use crate::autoscale::{BACKPRESSURE_METRIC, QUEUE_DEPTH_METRIC, QUEUE_DEPTH_SOURCE};
 use crate::config::ServeConfig;
 use crate::level::Level;
-use crate::telemetry::catalogue::{BUDGET_MODE, COORDINATORS, POLLS, SCALE_FACTOR, STORE_UP};
+use crate::telemetry::catalogue::{
+    BUDGET_MODE, COORDINATORS, PACING_PUSHBACKS, POLLS, SCALE_FACTOR, STORE_UP,
+};
 
 pub const PROMETHEUS_RULE: &str = "deploy/prometheus/prometheusrule-pipeline.yaml";
 pub const RULES_FILE: &str = "deploy/prometheus/mdp-alerts.rules.yaml";
+
+/// Pushbacks in 10 minutes that make [`alerts`]' `MdpProviderPushback` fire:
+/// one can be bad luck (a restart, another client); three mean the rules are wrong.
+pub const PUSHBACKS_REPEATED: u32 = 3;
 
 /// One alerting rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +64,7 @@ pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
     let store_up = selector(options, STORE_UP.name, "");
     let poll_errors = selector(options, POLLS.name, "result=\"error\"");
     let budget_fallback = selector(options, BUDGET_MODE.name, "mode=\"fallback\"");
+    let pushbacks = selector(options, PACING_PUSHBACKS.name, "");
     let high = queue_high(config);
     let capacity = config.store_capacity;
     let hard = Level::Hard.as_gauge();
@@ -139,6 +146,22 @@ pub fn alerts(options: &ExportOptions, config: &ServeConfig) -> Vec<Alert> {
             description: "{{ $value }} pod(s) with a shared budget have granted only their \
                           local 1/N share for 2 minutes because Redis does not answer: a busy \
                           pod gets a fraction of the budget. Check the Redis the pods use."
+                .into(),
+        },
+        Alert {
+            name: "MdpProviderPushback",
+            expr: format!(
+                "sum by (namespace, provider, class) (increase({pushbacks}[10m])) >= {PUSHBACKS_REPEATED}"
+            ),
+            hold: "1m",
+            severity: "warning",
+            summary: "Provider {{ $labels.provider }} keeps pushing back on {{ $labels.class }}".into(),
+            description: "Workers reported {{ $value }} pushbacks (pacing violations or HTTP 429) \
+                          from provider {{ $labels.provider }} for class {{ $labels.class }} in 10 \
+                          minutes, although mdp granted every one of those requests: the pacing \
+                          rules are looser than what the provider enforces (or another client \
+                          shares the account). mdp backs the class off after each report; check \
+                          the rules against the provider's published limits."
                 .into(),
         },
         Alert {

@@ -26,6 +26,8 @@ pub const GRAFANA_DASHBOARD_LABEL: &str = "grafana_dashboard";
 pub const AUTOSCALE_MOUNT: &str = "/etc/mdp";
 /// The ConfigMap key holding the autoscaling configuration as JSON.
 pub const AUTOSCALE_KEY: &str = "autoscale.json";
+/// The ConfigMap key holding the providers file, when paced providers come from one.
+pub const PROVIDERS_KEY: &str = "providers.yaml";
 /// Container port name, used by the probes, the Services and the ServiceMonitor.
 const PORT_NAME: &str = "http";
 /// The image runs as `nobody` (see the Dockerfile).
@@ -40,9 +42,20 @@ pub fn files(
     alert_files: &[&str],
 ) -> Vec<ExportedFile> {
     let autoscale_json = autoscale_json(&config.autoscale);
+    let providers_file = config
+        .pacing_source
+        .file
+        .as_ref()
+        .map(|(_, text)| text.as_str());
     let mut manifests = vec![
-        (AUTOSCALE_CONFIG_MAP, config_map(options, &autoscale_json)),
-        (DEPLOYMENT, deployment(options, config, &autoscale_json)),
+        (
+            AUTOSCALE_CONFIG_MAP,
+            config_map(options, &autoscale_json, providers_file),
+        ),
+        (
+            DEPLOYMENT,
+            deployment(options, config, &autoscale_json, providers_file),
+        ),
         (SERVICE, service(options, config, false)),
         (PEERS_SERVICE, service(options, config, true)),
     ];
@@ -121,9 +134,14 @@ fn humantime(duration: Duration) -> String {
     humantime::format_duration(duration).to_string()
 }
 
-fn config_map(options: &ExportOptions, autoscale_json: &str) -> Doc {
+/// The pod's configuration files: the autoscaling configuration and, when
+/// the paced providers come from one, the providers file as it was read.
+fn config_map(options: &ExportOptions, autoscale_json: &str, providers: Option<&str>) -> Doc {
     let mut data = Doc::Map(Vec::new());
     data.push(AUTOSCALE_KEY, autoscale_json);
+    if let Some(text) = providers {
+        data.push(PROVIDERS_KEY, text);
+    }
     obj! {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -185,12 +203,24 @@ pub fn pod_environment(
     let mut env: Vec<(&'static str, String)> = vec![
         ("MDP_LISTEN", format!("0.0.0.0:{}", config.listen.port())),
         ("MDP_LOG_FORMAT", "json".into()),
-        ("MDP_PROVIDERS", providers.join(";")),
-        (
-            "MDP_FB_ENABLE_FEEDBACK",
-            config.feedback_enabled.to_string(),
-        ),
     ];
+    if !providers.is_empty() {
+        env.push(("MDP_PROVIDERS", providers.join(";")));
+    }
+    let source = &config.pacing_source;
+    if !source.profiles.is_empty() {
+        env.push(("MDP_PROVIDER_PROFILES", source.profiles.join(";")));
+    }
+    if source.file.is_some() {
+        env.push((
+            "MDP_PROVIDERS_FILE",
+            format!("{AUTOSCALE_MOUNT}/{PROVIDERS_KEY}"),
+        ));
+    }
+    env.push((
+        "MDP_FB_ENABLE_FEEDBACK",
+        config.feedback_enabled.to_string(),
+    ));
     if let Some(provider) = &config.feedback_provider {
         env.push(("MDP_FB_PROVIDER_NAME", provider.clone()));
     }
@@ -305,7 +335,12 @@ pub fn termination_grace_period(options: &ExportOptions, config: &ServeConfig) -
     seconds(options.drain_delay + config.shutdown_timeout + GRACE_MARGIN)
 }
 
-fn deployment(options: &ExportOptions, config: &ServeConfig, autoscale_json: &str) -> Doc {
+fn deployment(
+    options: &ExportOptions,
+    config: &ServeConfig,
+    autoscale_json: &str,
+    providers: Option<&str>,
+) -> Doc {
     let env: Vec<Doc> = pod_environment(options, config)
         .into_iter()
         .map(|(name, value)| match value {
@@ -330,9 +365,14 @@ fn deployment(options: &ExportOptions, config: &ServeConfig, autoscale_json: &st
     };
     let mut annotations = Doc::Map(Vec::new());
     // A changed ConfigMap rolls the pods, which read it only at start.
+    let mut files = autoscale_json.to_owned();
+    if let Some(text) = providers {
+        files.push('\0');
+        files.push_str(text);
+    }
     annotations.push(
         "checksum/autoscale-config",
-        format!("{:016x}", fnv1a(autoscale_json.as_bytes())),
+        format!("{:016x}", fnv1a(files.as_bytes())),
     );
     let container = obj! {
         "name": "mdp",
