@@ -370,8 +370,36 @@
       { text: fmtDec(p.effective_burst) + ' / ' + fmtDec(p.burst), cls: 'n', title: 'effective / configured burst' },
       { text: fmtInt(p.tokens_granted), cls: 'n' },
       { text: fmtInt(p.requests_throttled), cls: 'n' },
+      pacingCell(p.pacing),
       p.feedback === false ? 'off' : 'on',
     ];
+  }
+
+  /* A paced provider: the provider's own pushback factor (the lowest of the
+   * provider-wide one and each class's), the leases held, and every rule in
+   * force in the tooltip. A plain provider is one token bucket. */
+  function pacingCell(pacing) {
+    if (!pacing || typeof pacing !== 'object') return { text: 'bucket', cls: 'muted' };
+    let factor = num(pacing.pushback_factor);
+    let worst = '';
+    const classes = pacing.class_factors && typeof pacing.class_factors === 'object' ? pacing.class_factors : {};
+    for (const [name, value] of Object.entries(classes)) {
+      if (num(value) < factor || isNaN(factor)) {
+        factor = num(value);
+        worst = name;
+      }
+    }
+    let text = fmtScale(factor);
+    if (worst) text += ' ' + worst;
+    const open = num(pacing.leases_held);
+    if (open > 0) text += ' · ' + fmtInt(open) + ' open';
+    const rules = Array.isArray(pacing.rules) ? pacing.rules : [];
+    const title = rules
+      .filter(Boolean)
+      .map((r) => String(r.name) + ' (' + String(r.scope) + '): ' + String(r.in_force) +
+        (r.in_force !== r.limit ? ' of ' + String(r.limit) : ''))
+      .join('\n');
+    return { text, cls: factor < 1 ? 'n pushed' : 'n', title: 'provider pushback factor\n' + title };
   }
 
   function renderCoordinators(s) {
