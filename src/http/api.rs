@@ -297,10 +297,7 @@ pub async fn release(ctx: Ctx, body: Body) -> Response {
         let request: ReleaseRequest = serde_json::from_slice(&body?).map_err(|e| {
             ApiError::BadRequest(format!("body is not a valid release request: {e}"))
         })?;
-        let released = ctx
-            .rates
-            .paced()
-            .is_some_and(|paced| paced.release(&request.lease));
+        let released = ctx.rates.release(&request.lease).await;
         if !released {
             return Err(ApiError::NotFound(format!(
                 "no lease {:?} is held (returned, expired, or never granted)",

@@ -446,7 +446,7 @@ impl RateCoordinator {
             .filter(|p| p.contains(&request.provider))
         {
             return paced
-                .acquire(request, max_wait)
+                .acquire_with(request, max_wait, self.sharing())
                 .await
                 .map_err(AcquireRefusal::Paced);
         }
@@ -457,6 +457,14 @@ impl RateCoordinator {
                 lease: None,
             })
             .map_err(AcquireRefusal::Bucket)
+    }
+
+    /// Returns the lease of a paced provider's grant; false when unknown.
+    pub async fn release(&self, lease: &str) -> bool {
+        match &self.paced {
+            Some(paced) => paced.release(lease, self.shared.as_ref()).await,
+            None => false,
+        }
     }
 
     pub fn views(&self) -> Vec<ProviderView> {

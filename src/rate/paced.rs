@@ -9,10 +9,14 @@
 //! A hold by a concurrency cap has no known end (a release can come at any
 //! time): such a waiter waits for a release until its deadline.
 
+use super::SharedBudget;
 use super::pacing::{
-    self, Decision, Held, HoldReason, Impossible, Lease, Pacer, ProviderPacing, ProviderStatus,
-    Pushback, PushbackError, Request, Ticket,
+    self, Decision, Held, HoldReason, Impossible, Lease, Limit, Pacer, Planned, ProviderPacing,
+    ProviderStatus, Pushback, PushbackError, Request, Ticket,
 };
+use super::shared::pacing::{SharedLimit, SharedPace, SharedRule};
+use std::collections::HashMap;
+use std::sync::Arc;
 use crate::clock::Clock;
 use crate::telemetry::{Counter, Metrics, PacingLabels, PacingSeries};
 use std::collections::HashSet;
@@ -60,7 +64,16 @@ pub struct PacedProviders {
     changes: watch::Sender<u64>,
     feedback: HashSet<String>,
     counters: Vec<(String, Counters)>,
+    /// Leases granted from the shared budget: their Redis keys and expiry.
+    shared_leases: Mutex<HashMap<String, (Vec<String>, Instant)>>,
+    /// Names this pod's shared grants apart from every other pod's.
+    pod_nonce: u64,
+    next_member: std::sync::atomic::AtomicU64,
 }
+
+/// How often a request held by a full shared cap looks again (a release on
+/// another pod wakes nobody here).
+const SHARED_CAP_POLL: Duration = Duration::from_millis(250);
 
 impl std::fmt::Debug for PacedProviders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,6 +137,14 @@ impl PacedProviders {
             changes: watch::channel(0).0,
             feedback,
             counters,
+            shared_leases: Mutex::new(HashMap::new()),
+            pod_nonce: {
+                use std::hash::{BuildHasher, Hasher};
+                std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish()
+            },
+            next_member: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -190,10 +211,28 @@ impl PacedProviders {
         request: &Request,
         max_wait: Duration,
     ) -> Result<PacedGrant, PacedRefusal> {
+        self.acquire_with(request, max_wait, None).await
+    }
+
+    /// As [`Self::acquire`], from `shared` while it answers (every pod
+    /// draws from the same windows, intervals, caps and buckets in Redis),
+    /// else from this pod's share.
+    pub async fn acquire_with(
+        &self,
+        request: &Request,
+        max_wait: Duration,
+        shared: Option<&Arc<SharedBudget>>,
+    ) -> Result<PacedGrant, PacedRefusal> {
         let counters = self
             .counters(&request.provider)
             .ok_or(PacedRefusal::Unknown)?;
-        let result = self.acquire_in_order(request, max_wait).await;
+        let result = match shared {
+            Some(shared) => match self.acquire_shared(shared, request, max_wait).await {
+                Some(result) => result,
+                None => self.acquire_in_order(request, max_wait).await,
+            },
+            None => self.acquire_in_order(request, max_wait).await,
+        };
         let class = request.class.as_deref();
         match &result {
             Ok(_) => {
@@ -266,6 +305,123 @@ impl PacedProviders {
         }
     }
 
+    /// Every rule in Redis, retried until the deadline; None as soon as
+    /// Redis does not answer (the caller goes on with the local share).
+    async fn acquire_shared(
+        &self,
+        shared: &Arc<SharedBudget>,
+        request: &Request,
+        max_wait: Duration,
+    ) -> Option<Result<PacedGrant, PacedRefusal>> {
+        let started = Instant::now();
+        let deadline = started + max_wait;
+        let mut changes = self.changes.subscribe();
+        loop {
+            if !shared.is_up() {
+                return None;
+            }
+            changes.borrow_and_update();
+            let plan = self.engine().shared_plan(request, self.clock.now());
+            let (held, wake) = match plan {
+                Err(decision) => match self.answer(decision, started) {
+                    Err(refusal) => return Some(Err(refusal)),
+                    Ok(Ok(_)) => unreachable!("a plan is never a grant"),
+                    Ok(Err(held)) => {
+                        let wake = held.retry_at.map(|at| self.clock.instant_at(at));
+                        (held, wake)
+                    }
+                },
+                Ok(plan) => {
+                    let member = format!(
+                        "{}-{:x}-{:x}",
+                        request.provider,
+                        self.pod_nonce,
+                        self.next_member
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    );
+                    let rules: Vec<SharedRule> = plan
+                        .iter()
+                        .map(|p| shared_rule(shared, &request.provider, p))
+                        .collect();
+                    let answer = match shared.pace(&member, &rules).await {
+                        Ok(answer) => answer?,
+                        Err(error) => {
+                            tracing::warn!(%error, "a pacing rule cannot be kept in Redis; pacing locally");
+                            return None;
+                        }
+                    };
+                    match answer {
+                        SharedPace::Granted { .. } => {
+                            return Some(Ok(self.shared_grant(member, &plan, &rules, started)));
+                        }
+                        SharedPace::Held { rule, retry_after } => {
+                            let planned = &plan[rule.min(plan.len().saturating_sub(1))];
+                            let is_cap = matches!(planned.limit, Limit::Concurrency { .. });
+                            let now = self.clock.now();
+                            let held = Held {
+                                provider: request.provider.clone(),
+                                rule: planned.rule.clone(),
+                                limit: planned.limit.to_string(),
+                                reason: HoldReason::Limit,
+                                retry_at: retry_after.filter(|_| !is_cap).map(|r| now + r),
+                                at: now,
+                            };
+                            let wake = match retry_after {
+                                Some(r) if is_cap => Some(Instant::now() + r.min(SHARED_CAP_POLL)),
+                                Some(r) => Some(Instant::now() + r),
+                                None => None,
+                            };
+                            (held, wake)
+                        }
+                    }
+                }
+            };
+            let now = Instant::now();
+            let too_late = held
+                .retry_at
+                .is_some_and(|at| self.clock.instant_at(at) > deadline);
+            if now >= deadline || too_late {
+                return Some(Err(self.refusal(held)));
+            }
+            let wake = wake
+                .unwrap_or(deadline)
+                .max(now + Duration::from_millis(1))
+                .min(deadline);
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                _ = changes.changed() => {}
+            }
+        }
+    }
+
+    fn shared_grant(
+        &self,
+        member: String,
+        plan: &[Planned],
+        rules: &[SharedRule],
+        started: Instant,
+    ) -> PacedGrant {
+        let mut keys = Vec::new();
+        let mut longest = Duration::ZERO;
+        for (planned, rule) in plan.iter().zip(rules) {
+            if let Limit::Concurrency { lease, .. } = planned.limit {
+                keys.push(rule.key.clone());
+                longest = longest.max(lease);
+            }
+        }
+        let lease = (!keys.is_empty()).then(|| {
+            let mut leases = super::lock(&self.shared_leases);
+            let now = Instant::now();
+            leases.retain(|_, (_, expires)| *expires > now);
+            leases.insert(member.clone(), (keys, now + longest));
+            (member, longest)
+        });
+        PacedGrant {
+            waited: started.elapsed(),
+            lease,
+        }
+    }
+
     /// A grant, a hold to look at, or a final refusal.
     #[allow(clippy::result_large_err)]
     fn answer(
@@ -318,21 +474,22 @@ impl PacedProviders {
         PacedRefusal::Held { held, retry_after }
     }
 
-    /// Returns a lease; false when it is unknown (returned, expired, never granted).
-    pub fn release(&self, lease: &str) -> bool {
-        let (released, held) = {
-            let mut engine = self.engine();
-            let released = engine.release(lease, self.clock.now());
-            let provider = lease.rsplit_once('-').map(|(p, _)| p.to_owned());
-            let held = provider.map(|p| (engine.leases_held(&p), p));
-            (released, held)
+    /// Returns a lease; false when it is unknown (returned, expired, never
+    /// granted). A lease of the shared budget is returned in Redis (and
+    /// expires there on its own if Redis does not answer now).
+    pub async fn release(&self, lease: &str, shared: Option<&Arc<SharedBudget>>) -> bool {
+        let in_redis = super::lock(&self.shared_leases).remove(lease);
+        let released = match in_redis {
+            Some((keys, expires)) => {
+                if let Some(shared) = shared {
+                    shared.release_lease(&keys, lease).await;
+                }
+                expires > Instant::now()
+            }
+            None => self.engine().release(lease, self.clock.now()),
         };
         if released {
-            if let Some((count, provider)) = held
-                && let Some(series) = self.counters(&provider).and_then(|c| c.series.as_ref())
-            {
-                series.set_leases(count);
-            }
+            self.refresh_gauges();
             self.notify();
         }
         released
@@ -388,6 +545,26 @@ impl PacedProviders {
     /// The configuration `provider` runs with.
     pub fn config(&self, provider: &str) -> Option<ProviderPacing> {
         self.engine().config(provider).cloned()
+    }
+}
+
+fn shared_rule(shared: &SharedBudget, provider: &str, planned: &Planned) -> SharedRule {
+    let limit = match planned.limit {
+        Limit::Window { count, window } => SharedLimit::Window {
+            count: u64::from(count),
+            window,
+        },
+        Limit::Bucket { rate, burst } => SharedLimit::Bucket { rate, burst },
+        Limit::Interval { min } => SharedLimit::Interval { min },
+        Limit::Concurrency { max, lease } => SharedLimit::Lease {
+            max: u64::from(max),
+            lease,
+        },
+    };
+    SharedRule {
+        key: shared.pacing_key(provider, &planned.rule, planned.key.as_deref()),
+        limit,
+        cost: planned.cost,
     }
 }
 
@@ -477,10 +654,10 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(!waiter.is_finished(), "held while the slot is taken");
-        assert!(paced.release(&lease));
+        assert!(paced.release(&lease, None).await);
         let granted = waiter.await.expect("task").expect("granted at the release");
         assert_eq!(granted.waited, Duration::from_secs(3));
-        assert!(!paced.release(&lease), "a lease is returned once");
+        assert!(!paced.release(&lease, None).await, "a lease is returned once");
     }
 
     #[tokio::test(start_paused = true)]
@@ -603,13 +780,13 @@ mod tests {
             .acquire(&Request::new("ibkr", Some("market_data")), Duration::ZERO)
             .await
             .expect("market data is not pushed back");
-        assert!(paced.release(&line.lease.expect("a line is leased").0));
+        assert!(paced.release(&line.lease.expect("a line is leased").0, None).await);
         let granted = paced
             .acquire(&historical, Duration::from_secs(6))
             .await
             .expect("granted after the retry-after");
         if let Some((lease, _)) = granted.lease {
-            paced.release(&lease);
+            paced.release(&lease, None).await;
         }
         assert_eq!(granted.waited, Duration::from_secs(5));
         let text = String::from_utf8(metrics.render()).expect("utf-8");

@@ -146,6 +146,19 @@ pub enum Decision {
     UnknownProvider,
 }
 
+/// One rule a request goes through, as a shared store applies it (see
+/// [`Pacer::shared_plan`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub rule: String,
+    /// The key or fingerprint of a keyed rule.
+    pub key: Option<String>,
+    /// At the scale in force (a window's count, an interval's length).
+    pub limit: Limit,
+    /// What the request costs under the rule (its weight applied).
+    pub cost: u64,
+}
+
 /// One rule as it stands (see [`Pacer::status`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RuleStatus {
@@ -263,6 +276,22 @@ struct ProviderState {
     backoff: Backoff,
     class_backoff: HashMap<String, Backoff>,
     waiters: VecDeque<Waiter>,
+}
+
+impl ProviderState {
+    /// The scales and back-offs without the rule state and waiters (what
+    /// the scale and impossibility arithmetic reads).
+    fn shallow(&self) -> ProviderState {
+        ProviderState {
+            config: self.config.clone(),
+            control_scale: self.control_scale,
+            share: self.share,
+            rules: Vec::new(),
+            backoff: self.backoff.clone(),
+            class_backoff: self.class_backoff.clone(),
+            waiters: VecDeque::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -487,6 +516,86 @@ impl Pacer {
             .flat_map(|p| &p.rules)
             .map(|r| r.keyed.len())
             .sum()
+    }
+
+    /// The rules `request` goes through as a store shared by every pod
+    /// applies them: each with its key, its cost, and its limit at the
+    /// backpressure scale and pushback factor (the whole budget: no replica
+    /// share). A HARD pause or a pushback hold is decided here, not there.
+    pub fn shared_plan(&self, request: &Request, now: Duration) -> Result<Vec<Planned>, Decision> {
+        let Some(index) = self.find(&request.provider) else {
+            return Err(Decision::UnknownProvider);
+        };
+        let provider = &self.providers[index];
+        let slots = applicable(&provider.config.rules, request);
+        let whole = ProviderState {
+            share: 1.0,
+            ..provider.shallow()
+        };
+        if let Some(impossible) = impossible(&whole, &slots, request) {
+            return Err(Decision::Impossible(impossible));
+        }
+        let held = |rule: &str, limit: String, reason, retry_at| {
+            Decision::Held(Held {
+                provider: provider.config.name.clone(),
+                rule: rule.to_owned(),
+                limit,
+                reason,
+                retry_at,
+                at: now,
+            })
+        };
+        if provider.control_scale <= 0.0 {
+            return Err(held("paused", "backpressure HARD".into(), HoldReason::Paused, None));
+        }
+        let class_backoff = request.class.as_ref().and_then(|c| provider.class_backoff.get(c));
+        if let Some(until) = [Some(&provider.backoff), class_backoff]
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.held_until(now))
+            .max()
+        {
+            let what = match &request.class {
+                Some(class) => format!("{class} pushed back"),
+                None => "pushed back".to_owned(),
+            };
+            return Err(held("pushback", what, HoldReason::Pushback, Some(until)));
+        }
+        Ok(slots
+            .into_iter()
+            .map(|(i, key)| {
+                let rule = &provider.config.rules[i];
+                let scale = rule_scale(&whole, rule, now);
+                let limit = match &rule.limit {
+                    Limit::Window { count, window } => Limit::Window {
+                        count: u32::try_from(scaled_count(*count, scale)).unwrap_or(u32::MAX),
+                        window: *window,
+                    },
+                    Limit::Bucket { rate, burst } => Limit::Bucket {
+                        rate: rate * scale,
+                        burst: if scale > 0.0 {
+                            (burst * scale).max(crate::rate::MIN_CAPACITY)
+                        } else {
+                            0.0
+                        },
+                    },
+                    Limit::Interval { min } => Limit::Interval {
+                        min: min.div_f64(scale),
+                    },
+                    cap @ Limit::Concurrency { .. } => cap.clone(),
+                };
+                Planned {
+                    rule: rule.name.clone(),
+                    key,
+                    cost: rule.cost(
+                        request.tokens,
+                        request.class.as_deref(),
+                        request.kind.as_deref(),
+                    ),
+                    limit,
+                }
+            })
+            .collect())
     }
 
     /// How `provider` stands at `now`: each rule's limit in force, the

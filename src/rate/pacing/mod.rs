@@ -23,7 +23,7 @@ mod rule;
 mod window;
 
 pub use engine::{
-    Decision, Held, HoldReason, Impossible, Lease, Pacer, ProviderStatus, PushbackError, Request,
+    Decision, Held, HoldReason, Impossible, Lease, Pacer, Planned, ProviderStatus, PushbackError, Request,
     RuleStatus, Ticket,
 };
 pub use pushback::{Pushback, PushbackKind};
