@@ -16,6 +16,7 @@
 //! leases included.
 
 mod engine;
+pub mod file;
 pub mod profile;
 mod pushback;
 mod rule;
