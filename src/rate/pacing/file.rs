@@ -660,6 +660,33 @@ providers:
         Pacer::new(providers).expect("the pacer takes the example");
     }
 
+    /// The first fenced block of `lang` after `heading` in `doc`.
+    fn fenced<'a>(doc: &'a str, heading: &str, lang: &str) -> &'a str {
+        let section = &doc[doc.find(heading).expect("the heading is in the guide")..];
+        let open = format!("```{lang}\n");
+        let start = section.find(&open).expect("the block is in the section") + open.len();
+        let len = section[start..].find("```").expect("the block is closed");
+        &section[start..start + len]
+    }
+
+    #[test]
+    fn the_guide_shows_a_valid_file_and_the_errors_it_really_gives() {
+        let guide = include_str!("../../../docs/pacing.md");
+        let file = fenced(guide, "## The providers file", "yaml");
+        let providers = parse(file, "providers.yaml").expect("the guide's file is valid");
+        let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["polygon", "ibkr"]);
+        let shown = fenced(guide, "## The providers file", "text");
+        let broken = [
+            file.replacen("count: 100,", "count: 0,", 1),
+            file.replacen("per: 1d", "per: ten minutes", 1),
+            file.replacen("profile: ibkr", "profile: ibkrr", 1),
+            format!("{file}  polygon: {{profile: ibkr}}\n"),
+        ];
+        let errors: Vec<String> = broken.iter().map(|text| error(text)).collect();
+        assert_eq!(shown.lines().collect::<Vec<_>>(), errors);
+    }
+
     #[test]
     fn load_reads_the_file_and_names_it_in_errors() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
