@@ -1761,3 +1761,55 @@ async fn two_installations_behind_one_prometheus_never_see_each_other() {
     drop(staging);
     drop(production);
 }
+
+#[test]
+fn the_pod_runs_the_exported_profiles_and_providers_file() {
+    let example = repo().join("examples/providers.yaml");
+    let text = std::fs::read_to_string(&example).expect("the example file");
+    let (_, _, files) = exported(&["--providers-file", example.to_str().expect("utf-8 path")]);
+    let map = yaml(&files, kubernetes::AUTOSCALE_CONFIG_MAP);
+    assert_eq!(
+        map["data"][kubernetes::PROVIDERS_KEY].as_str(),
+        Some(text.as_str()),
+        "the file as it was read"
+    );
+    let env_of = |files: &[ExportedFile]| -> BTreeMap<String, Value> {
+        let deployment = yaml(files, kubernetes::DEPLOYMENT);
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().expect("name").to_owned(),
+                    e["value"].clone(),
+                )
+            })
+            .collect()
+    };
+    let env = env_of(&files);
+    assert_eq!(env["MDP_PROVIDERS_FILE"], "/etc/mdp/providers.yaml");
+    assert!(
+        !env.contains_key("MDP_PROVIDERS"),
+        "no plain provider: {env:?}"
+    );
+    // The mounted path is where the ConfigMap volume puts the key.
+    let deployment = yaml(&files, kubernetes::DEPLOYMENT);
+    let mount = &deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0];
+    assert_eq!(mount["mountPath"], kubernetes::AUTOSCALE_MOUNT);
+    let (_, _, plain) = exported(&[]);
+    let checksum = |files: &[ExportedFile]| {
+        yaml(files, kubernetes::DEPLOYMENT)["spec"]["template"]["metadata"]["annotations"]
+            ["checksum/autoscale-config"]
+            .clone()
+    };
+    assert_ne!(
+        checksum(&files),
+        checksum(&plain),
+        "a new file rolls the pods"
+    );
+    let (_, _, profiled) = exported(&["--provider-profile", "ibkr", "--provider", "polygon=5/s"]);
+    let env = env_of(&profiled);
+    assert_eq!(env["MDP_PROVIDER_PROFILES"], "ibkr");
+    assert_eq!(env["MDP_PROVIDERS"], "polygon=5/s,burst=5");
+}

@@ -15,11 +15,11 @@ use super::pacing::{
     ProviderStatus, Pushback, PushbackError, Request, Ticket,
 };
 use super::shared::pacing::{SharedLimit, SharedPace, SharedRule};
-use std::collections::HashMap;
-use std::sync::Arc;
 use crate::clock::Clock;
 use crate::telemetry::{Counter, Metrics, PacingLabels, PacingSeries};
+use std::collections::HashMap;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -657,7 +657,10 @@ mod tests {
         assert!(paced.release(&lease, None).await);
         let granted = waiter.await.expect("task").expect("granted at the release");
         assert_eq!(granted.waited, Duration::from_secs(3));
-        assert!(!paced.release(&lease, None).await, "a lease is returned once");
+        assert!(
+            !paced.release(&lease, None).await,
+            "a lease is returned once"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -780,7 +783,11 @@ mod tests {
             .acquire(&Request::new("ibkr", Some("market_data")), Duration::ZERO)
             .await
             .expect("market data is not pushed back");
-        assert!(paced.release(&line.lease.expect("a line is leased").0, None).await);
+        assert!(
+            paced
+                .release(&line.lease.expect("a line is leased").0, None)
+                .await
+        );
         let granted = paced
             .acquire(&historical, Duration::from_secs(6))
             .await

@@ -546,9 +546,17 @@ impl Pacer {
             })
         };
         if provider.control_scale <= 0.0 {
-            return Err(held("paused", "backpressure HARD".into(), HoldReason::Paused, None));
+            return Err(held(
+                "paused",
+                "backpressure HARD".into(),
+                HoldReason::Paused,
+                None,
+            ));
         }
-        let class_backoff = request.class.as_ref().and_then(|c| provider.class_backoff.get(c));
+        let class_backoff = request
+            .class
+            .as_ref()
+            .and_then(|c| provider.class_backoff.get(c));
         if let Some(until) = [Some(&provider.backoff), class_backoff]
             .into_iter()
             .flatten()

@@ -23,8 +23,8 @@ mod rule;
 mod window;
 
 pub use engine::{
-    Decision, Held, HoldReason, Impossible, Lease, Pacer, Planned, ProviderStatus, PushbackError, Request,
-    RuleStatus, Ticket,
+    Decision, Held, HoldReason, Impossible, Lease, Pacer, Planned, ProviderStatus, PushbackError,
+    Request, RuleStatus, Ticket,
 };
 pub use pushback::{Pushback, PushbackKind};
 pub use rule::{
