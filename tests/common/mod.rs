@@ -1,5 +1,6 @@
 //! Shared test helpers: in-process services, the real binary on a free port,
-//! and the policy for tests that need an external tool.
+//! a redis-server of the test's own, and the policy for tests that need an
+//! external tool.
 #![allow(dead_code)]
 
 use clap::Parser;
@@ -16,6 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use warp::http::StatusCode;
+
+mod redis;
+pub use redis::Redis;
 
 /// Builds a serve configuration from command-line words after `mdp serve`.
 pub fn config(args: &[&str]) -> ServeConfig {
