@@ -20,6 +20,7 @@ pub mod plot;
 mod plot_grants;
 pub mod report;
 pub mod scenario;
+mod steps;
 
 pub use fleet::{BudgetMode, FleetSettings, ShareRule};
 pub use model::{Run, Sample, Settings, StoreEvents};
