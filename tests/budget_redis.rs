@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{MdpProcess, Redis, eventually, sample};
+use common::redis::Redis;
+use common::{MdpProcess, eventually, sample};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{Redis, eventually};
+use common::eventually;
+use common::redis::Redis;
 use mdp::rate::shared::pacing::{SharedLimit, SharedPace, SharedRule};
 use mdp::rate::{SharedBudget, SharedConfig};
 use std::sync::Arc;

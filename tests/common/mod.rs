@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use warp::http::StatusCode;
 
-mod redis;
-pub use redis::Redis;
+pub mod redis;
 
 /// Builds a serve configuration from command-line words after `mdp serve`.
 pub fn config(args: &[&str]) -> ServeConfig {
