@@ -379,31 +379,17 @@ fn the_file_check_finds_a_cycle_inside_one_module() {
 }
 
 #[test]
-fn no_import_cycle_between_files_of_one_module() {
-    let found = cycles(&inner_graph(&sources()));
-    assert!(
-        found.is_empty(),
-        "import cycles between the files of one module:\n{}",
-        found
-            .iter()
-            .map(|c| c.join(" -> "))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
-
-#[test]
-fn no_import_cycle_between_top_level_modules() {
-    let found = cycles(&graph());
-    assert!(
-        found.is_empty(),
-        "import cycles between top-level modules:\n{}",
-        found
-            .iter()
-            .map(|c| c.join(" -> "))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+fn no_import_cycle_between_top_level_modules_or_files_of_one_module() {
+    let mut report = Vec::new();
+    for (what, graph) in [
+        ("top-level modules", graph()),
+        ("the files of one module", inner_graph(&sources())),
+    ] {
+        for cycle in cycles(&graph) {
+            report.push(format!("between {what}: {}", cycle.join(" -> ")));
+        }
+    }
+    assert!(report.is_empty(), "import cycles:\n{}", report.join("\n"));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{MdpProcess, require_tool, sample, store_event};
+use common::{MdpProcess, eventually, require_tool, sample, store_event};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::process::Stdio;
@@ -195,8 +195,10 @@ fn invalid_configuration_is_refused_with_one_line() {
 
 #[tokio::test]
 async fn sigterm_turns_ready_off_finishes_in_flight_and_exits_zero() {
+    // One token every 3 s: the second acquire waits well past the 1 s drain, so
+    // it is still in flight when the listener closes.
     let mut mdp = MdpProcess::serve(
-        &["--drain-delay", "200ms", "--provider", "slow=1/s,burst=1"],
+        &["--drain-delay", "1s", "--provider", "slow=20/m,burst=1"],
         &[],
     );
     let http = client();
@@ -219,24 +221,37 @@ async fn sigterm_turns_ready_off_finishes_in_flight_and_exits_zero() {
         let url = mdp.url("/api/v1/acquire");
         async move {
             http.post(url)
-                .json(&json!({"provider": "slow", "wait_ms": 1500}))
+                .json(&json!({"provider": "slow", "wait_ms": 10_000}))
                 .send()
                 .await
                 .map(|r| r.status().as_u16())
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    mdp.terminate();
-    let mut saw_503 = false;
-    for _ in 0..50 {
-        match http.get(mdp.url("/ready")).send().await {
-            Ok(r) if r.status() == 503 => {
-                saw_503 = true;
-                break;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+    let state_url = mdp.url("/api/v1/state");
+    let inside = eventually(Duration::from_secs(10), || async {
+        match http.get(&state_url).send().await {
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .is_ok_and(|state| state["providers"][0]["waiting"] == 1),
+            Err(_) => false,
         }
-    }
+    })
+    .await;
+    assert!(inside, "the second acquire never showed as waiting");
+    mdp.terminate();
+    assert!(
+        !waiting.is_finished(),
+        "the acquire finished before SIGTERM; nothing was in flight"
+    );
+    let ready_url = mdp.url("/ready");
+    let saw_503 = eventually(Duration::from_secs(10), || async {
+        http.get(&ready_url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 503)
+    })
+    .await;
     assert!(saw_503, "/ready never answered 503 during shutdown");
     assert_eq!(
         waiting

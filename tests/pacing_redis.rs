@@ -5,56 +5,12 @@
 
 mod common;
 
-use common::{eventually, require_tool};
+use common::eventually;
+use common::redis::Redis;
 use mdp::rate::shared::pacing::{SharedLimit, SharedPace, SharedRule};
 use mdp::rate::{SharedBudget, SharedConfig};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A redis-server of its own on a free loopback port, killed on drop.
-struct Redis {
-    port: u16,
-    dir: PathBuf,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        let binary = require_tool("redis-server")?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!("mdp-pacing-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let child = std::process::Command::new(binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        Some(Redis { port, dir, child })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A limiter on `redis`, once its shared mode is on.
 async fn limiter(redis: &Redis) -> Arc<SharedBudget> {
@@ -267,8 +223,7 @@ async fn an_expired_lease_stops_counting_and_a_lost_redis_turns_shared_off() {
         })
         .await
     );
-    let _ = redis.child.kill();
-    let _ = redis.child.wait();
+    redis.kill();
     assert_eq!(budget.pace("gone", &rules).await, Ok(None));
     assert!(!budget.is_up());
 }

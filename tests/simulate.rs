@@ -285,6 +285,55 @@ fn a_scenario_file_with_ramps_levels_and_an_outage_runs() {
 }
 
 #[test]
+fn every_invalid_option_is_named_at_once_on_one_line() {
+    let out = mdp(&[
+        "--scale-soft",
+        "2",
+        "--step",
+        "3ms",
+        "--hpa-offset",
+        "20s",
+        "--worker-demand",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let error = String::from_utf8(out.stderr).expect("utf-8");
+    assert_eq!(error.lines().count(), 1, "{error}");
+    let refused: Vec<&str> = error
+        .trim_end()
+        .strip_prefix("mdp: ")
+        .expect("prefixed")
+        .split("; ")
+        .map(|part| part.split(':').next().unwrap_or(part))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "invalid --scale-soft",
+            "invalid --step",
+            "invalid --hpa-offset",
+            "invalid --worker-demand"
+        ],
+        "{error}"
+    );
+    // Options checked against the engine's settings join the others.
+    let out = mdp(&[
+        "--initial-replicas",
+        "50",
+        "--drain-delay",
+        "2h",
+        "--step",
+        "7ms",
+    ]);
+    let error = String::from_utf8(out.stderr).expect("utf-8");
+    for option in ["--step", "--initial-replicas", "--drain-delay"] {
+        assert!(error.contains(&format!("invalid {option}:")), "{error}");
+    }
+    assert_eq!(error.lines().count(), 1, "{error}");
+}
+
+#[test]
 fn a_bad_scenario_file_is_refused_with_one_clear_line() {
     let path = scratch("bad", "bad.json");
     std::fs::write(

@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{MdpProcess, store_event};
+use common::{MdpProcess, eventually, store_event};
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 fn open_fds(pid: u32) -> usize {
@@ -167,26 +167,37 @@ async fn mixed_load_leaves_no_errors_leaks_or_growth() {
         fds_after <= fds_before + 2,
         "file descriptors leaked: {fds_before} -> {fds_after}"
     );
+    // Memory is compared after the warm-up, not from start-up. The allowance is
+    // 10 % plus 4 MiB: on a busy machine the scheduler moves requests onto worker
+    // threads that had not served before, and each one's first allocations touch
+    // fresh pages of its malloc arena. A leak is per request: thousands of
+    // requests times a few hundred bytes each still overshoot it.
+    let allowed_kib = rss_before / 10 + 4096;
+    assert!(rss_before > 0, "no RSS read for pid {pid}");
     assert!(
-        rss_before > 0 && rss_after as f64 <= rss_before as f64 * 1.10,
-        "RSS grew: {rss_before} -> {rss_after} KiB"
+        rss_after <= rss_before + allowed_kib,
+        "RSS grew by more than {allowed_kib} KiB over {ok} answers: {rss_before} -> {rss_after} KiB"
     );
 }
 
 #[tokio::test]
 async fn sigterm_under_load_answers_no_5xx_and_exits_zero() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let mut mdp = MdpProcess::serve(&["--drain-delay", "500ms"], &[]);
+    // The drain keeps /ready at 503 while still serving: long enough to be seen
+    // by a poll on a loaded machine.
+    let mut mdp = MdpProcess::serve(&["--drain-delay", "1s"], &[]);
     let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    // Load until the process is gone: every request before, during and after
+    // the drain is counted.
     let load_task = {
-        let (tally, url) = (tally.clone(), mdp.url("/feedback"));
+        let (tally, stop, url) = (tally.clone(), stop.clone(), mdp.url("/feedback"));
         tokio::spawn(async move {
             let http = reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("client");
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
+            while !stop.load(Ordering::Relaxed) {
                 tally.record(
                     http.post(&url)
                         .json(&store_event(6000, "soft", None))
@@ -196,27 +207,29 @@ async fn sigterm_under_load_answers_no_5xx_and_exits_zero() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let flowing = eventually(Duration::from_secs(10), || async {
+        tally.ok.load(Ordering::Relaxed) >= 20
+    })
+    .await;
+    assert!(flowing, "the load never got 20 answers before SIGTERM");
     mdp.terminate();
     let http = reqwest::Client::new();
-    let mut saw_503 = false;
-    for _ in 0..40 {
-        if let Ok(r) = http.get(mdp.url("/ready")).send().await
-            && r.status() == 503
-        {
-            saw_503 = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let ready_url = mdp.url("/ready");
+    let saw_503 = eventually(Duration::from_secs(10), || async {
+        http.get(&ready_url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 503)
+    })
+    .await;
     assert!(
         saw_503,
         "/ready did not turn 503 before the listener closed"
     );
     let status = mdp.wait_exit(Duration::from_secs(10)).expect("exits");
     assert!(status.success(), "{status:?}");
+    stop.store(true, Ordering::Relaxed);
     load_task.await.expect("load");
-    assert!(tally.ok.load(Ordering::Relaxed) > 10);
     assert_eq!(
         tally.server_errors.load(Ordering::Relaxed),
         0,

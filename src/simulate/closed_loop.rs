@@ -9,11 +9,10 @@
 //! waits with its producer.
 
 use super::SimulateError;
-use super::fleet::Fleet;
-use super::model::{Run, Sample, Settings, StoreEvents, run_deadlines, store_level};
+use super::model::{Run, Sample, Settings, StoreEvents, World, store_level};
 use super::scenario::{DepthProfile, MetricsPath, Phase, ScenarioError, StoreState};
-use crate::autoscale::cluster::Cluster;
-use crate::control::{ControlEvent, Controller, Observation, Source};
+use super::steps::Steps;
+use crate::control::{Observation, Source};
 use crate::level::Level;
 use crate::store_queue::{Accounting, StoreQueue};
 use serde::{Deserialize, Serialize};
@@ -242,12 +241,11 @@ pub struct LoopRun {
 /// Runs the closed loop on virtual time with the controller, Prometheus, KEDA
 /// and the pods of the open-loop model.
 pub fn simulate(scenario: &ClosedLoop, settings: &Settings) -> Result<LoopRun, SimulateError> {
-    let step_nanos = u64::try_from(settings.step.as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    let steps_per_second = (1_000_000_000 / step_nanos).max(1);
+    let mut steps = Steps::new(
+        settings.step,
+        scenario.phases.iter().map(|p| p.duration).collect(),
+    );
     let dt = settings.step.as_secs_f64();
-    let total_seconds = scenario.duration().as_secs();
     let capacity = settings.capacity;
     let marks = settings.control.watermarks;
     let (low, high) = (
@@ -255,42 +253,19 @@ pub fn simulate(scenario: &ClosedLoop, settings: &Settings) -> Result<LoopRun, S
         marks.hard_at * capacity as f64,
     );
     let mut queue = StoreQueue::new(capacity);
-    let mut controller = Controller::new(settings.control.clone());
-    let mut cluster = Cluster::new(
-        &settings.autoscale,
-        settings.initial_replicas,
-        settings.startup_delay,
-    )?;
-    let mut fleet = Fleet::new(
-        &settings.pods,
-        settings.autoscale.max_replicas,
-        settings.initial_replicas,
-        settings.seed,
-    )?;
-    let mut scraped: Option<(f64, Level)> = None;
-    let mut next_scrape = settings.scrape_offset;
+    let mut world = World::new(settings, settings.control.clone())?;
     let mut next_poll = Duration::ZERO;
     let mut announced: Option<Level> = None;
     let mut samples = Vec::new();
     let mut rows: Vec<LoopRow> = Vec::new();
-    let mut level_changes = 0;
-    let mut last_tick = Duration::ZERO;
-    let (mut phase_index, mut phase_start) = (0, Duration::ZERO);
     let (mut granted_before, mut provider_items) = (0.0f64, 0u64);
     let (mut hard_seconds, mut pod_seconds) = (0u64, 0u64);
-    for index in 0..total_seconds * steps_per_second {
-        let now = Duration::from_nanos(index * step_nanos);
-        while now >= phase_start + scenario.phases[phase_index].duration
-            && phase_index + 1 < scenario.phases.len()
-        {
-            phase_start += scenario.phases[phase_index].duration;
-            phase_index += 1;
-        }
+    for index in 0..steps.total() {
+        let (now, phase_index, _) = steps.at(index);
         let phase = &scenario.phases[phase_index];
         let depth = queue.depth();
 
-        run_deadlines(&mut controller, last_tick, now);
-        last_tick = now;
+        world.tick(now);
         let event = match settings.store_events {
             StoreEvents::Depth if now >= next_poll => {
                 next_poll = now + settings.poll_interval;
@@ -306,7 +281,7 @@ pub fn simulate(scenario: &ClosedLoop, settings: &Settings) -> Result<LoopRun, S
             }
         };
         if let Some((level, source)) = event {
-            controller.observe(
+            world.controller.observe(
                 Observation {
                     coordinator_id: STORE_ID.to_owned(),
                     queue_size: depth,
@@ -319,40 +294,25 @@ pub fn simulate(scenario: &ClosedLoop, settings: &Settings) -> Result<LoopRun, S
                 now,
             );
         }
-        level_changes += controller
-            .drain_events()
-            .iter()
-            .filter(|e| matches!(e, ControlEvent::LevelChanged { .. }))
-            .count() as u64;
+        world.count_level_changes();
 
-        if now >= next_scrape || scraped.is_none() {
-            scraped = Some((
-                controller.depth().value().unwrap_or(0) as f64,
-                controller.level(),
-            ));
-            if now >= next_scrape {
-                next_scrape += settings.scrape_interval;
-            }
-        }
-        let (metric_depth, metric_level) = scraped.unwrap_or((0.0, Level::Ok));
-        let (desired, ready) = if now >= settings.hpa_offset {
-            let responses = cluster.responses_for(metric_depth, metric_level);
-            let tick = cluster.step(now, &responses);
-            (tick.replicas, tick.ready)
-        } else {
-            (cluster.replicas(), cluster.pods().ready(now))
-        };
-        let scale = controller.scale(now);
-        fleet.step(now, settings.step, desired, ready, scale);
+        // The store always answers here: no depth yet reads as an empty queue.
+        let (metric_depth, metric_level) = world.scrape(now);
+        let metric_depth = metric_depth.unwrap_or(0.0);
+        let (desired, ready) = world.autoscale(now, |cluster| {
+            cluster.responses_for(metric_depth, metric_level)
+        });
+        let scale = world.pods(now, desired, ready);
 
         // The closed loop: what the tokens fetched, and what the pods write.
         // The fleet books grants per second: the step's share is what this
         // second's total grew by.
-        if index % steps_per_second == 0 {
+        if steps.whole_second(index) {
             granted_before = 0.0;
         }
         let this_second = usize::try_from(now.as_secs()).unwrap_or(usize::MAX);
-        let granted: f64 = fleet
+        let granted: f64 = world
+            .fleet()
             .grants()
             .providers
             .iter()
@@ -370,8 +330,8 @@ pub fn simulate(scenario: &ClosedLoop, settings: &Settings) -> Result<LoopRun, S
         queue.admit();
 
         let second = now.as_secs();
-        if index % steps_per_second == 0 {
-            let level = controller.level();
+        if steps.whole_second(index) {
+            let level = world.controller.level();
             hard_seconds += u64::from(level == Level::Hard);
             pod_seconds += u64::from(desired);
             samples.push(Sample {
@@ -383,7 +343,7 @@ pub fn simulate(scenario: &ClosedLoop, settings: &Settings) -> Result<LoopRun, S
                 scale,
                 desired,
                 ready,
-                draining: fleet.draining(),
+                draining: world.fleet().draining(),
             });
             rows.push(LoopRow {
                 t: second,
@@ -400,6 +360,10 @@ pub fn simulate(scenario: &ClosedLoop, settings: &Settings) -> Result<LoopRun, S
             row.held = queue.held();
         }
     }
+    let level_changes = world.level_changes();
+    let mut run = world.into_run(samples);
+    // The per-sync trace is the open-loop scenarios' (`--trace`).
+    run.trace = Vec::new();
     let accounting = queue.accounting();
     let totals = LoopTotals {
         policy: settings.control.rate_policy,
@@ -416,14 +380,7 @@ pub fn simulate(scenario: &ClosedLoop, settings: &Settings) -> Result<LoopRun, S
         balanced: accounting.balances(),
     };
     Ok(LoopRun {
-        run: Run {
-            samples,
-            level_changes,
-            flaps_suppressed: controller.flaps_suppressed(),
-            grants: fleet.finish(),
-            // The per-sync trace is the open-loop scenarios' (`--trace`).
-            trace: Vec::new(),
-        },
+        run,
         rows,
         totals,
         accounting,

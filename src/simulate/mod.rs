@@ -20,6 +20,7 @@ pub mod plot;
 mod plot_grants;
 pub mod report;
 pub mod scenario;
+mod steps;
 
 pub use fleet::{BudgetMode, FleetSettings, ShareRule};
 pub use model::{Run, Sample, Settings, StoreEvents};
@@ -201,50 +202,26 @@ impl TryFrom<SimulateArgs> for Simulation {
     type Error = SimulateError;
 
     fn try_from(args: SimulateArgs) -> Result<Self, SimulateError> {
-        let config = ServeConfig::for_engine(args.serve.clone())?;
+        // Every refused option at once, the engine's with simulate's own.
+        let mut errors = OptionErrors::default();
+        let config = errors.check(ServeConfig::for_engine(args.serve.clone()));
+        check_timing(&args, &mut errors);
+        let drain = config
+            .as_ref()
+            .and_then(|config| check_against_engine(&args, config, &mut errors));
+        let (Some(config), Some(drain)) = (config, drain) else {
+            return Err(errors.into());
+        };
+        errors.into_result()?;
         let capacity = config.store_capacity;
         let step = args.step;
-        let divides = step.as_nanos() > 0 && 1_000_000_000 % step.as_nanos() == 0;
-        if step < Duration::from_millis(1) || step > Duration::from_secs(1) || !divides {
-            return Err(refuse(
-                "step",
-                "must be 1ms to 1s and divide a second (e.g. 1s, 100ms)",
-            ));
-        }
-        if args.scrape_interval < Duration::from_secs(1) {
-            return Err(refuse("scrape-interval", "must be at least 1s"));
-        }
-        if args.scrape_offset >= args.scrape_interval {
-            return Err(refuse(
-                "scrape-offset",
-                "must be shorter than --scrape-interval",
-            ));
-        }
-        if args.hpa_offset >= DEFAULT_SYNC_PERIOD {
-            return Err(refuse(
-                "hpa-offset",
-                "must be shorter than the HPA's 15s sync period",
-            ));
-        }
-        if args.startup_delay > Duration::from_secs(3600) {
-            return Err(refuse("startup-delay", "must be at most 1h"));
-        }
         let poll_interval = args.serve.pull.pull_interval;
-        if args.store_events == StoreEvents::Depth
-            && (poll_interval.is_zero() || poll_interval >= config.control.pull_ttl)
-        {
-            return Err(refuse(
-                "pull-interval",
-                "must be > 0 and shorter than --pull-ttl",
-            ));
-        }
+        let refresh = args.serve.pods.replicas_refresh;
+        let demand = args.worker_demand;
         let autoscale = config.autoscale;
         let initial_replicas = args
             .initial_replicas
             .unwrap_or(autoscale.hpa_min_replicas());
-        if initial_replicas > autoscale.max_replicas {
-            return Err(refuse("initial-replicas", "must be at most --max-replicas"));
-        }
         // A closed-loop scenario file is a JSON object with `pod_throughput`.
         let closed_loop = match (&args.scenario_file, args.scenario) {
             (Some(path), _) if is_closed_loop_file(path) => {
@@ -259,44 +236,7 @@ impl TryFrom<SimulateArgs> for Simulation {
             (None, None) => Scenario::builtin(args.scenario.unwrap_or(BuiltinScenario::Matrix)),
         };
         scenario.validate(capacity)?;
-        let steps = scenario.duration().as_secs() * (1_000_000_000 / step.as_nanos()) as u64;
-        if steps > model::MAX_STEPS {
-            return Err(refuse(
-                "step",
-                format!(
-                    "{steps} steps is more than {}: use a coarser step",
-                    model::MAX_STEPS
-                ),
-            ));
-        }
-        let sweep_steps = steps * args.scrape_interval.as_secs() * DEFAULT_SYNC_PERIOD.as_secs();
-        if args.sweep && sweep_steps > MAX_SWEEP_STEPS {
-            return Err(refuse(
-                "sweep",
-                format!(
-                    "would take {sweep_steps} steps (at most {MAX_SWEEP_STEPS}): shorten the scenario or coarsen --step"
-                ),
-            ));
-        }
-        let refresh = args.serve.pods.replicas_refresh;
-        if refresh < Duration::from_millis(100) || refresh > Duration::from_secs(3600) {
-            return Err(refuse("replicas-refresh", "must be 100ms to 1h"));
-        }
-        // A removed pod keeps serving (and granting) for the drain delay, as exported.
-        let drain = match config.drain_delay {
-            Duration::ZERO => crate::export::POD_DRAIN_DELAY,
-            drain => drain,
-        };
-        if drain > Duration::from_secs(3600) {
-            return Err(refuse("drain-delay", "must be at most 1h"));
-        }
-        let demand = args.worker_demand;
-        if !(demand.is_finite() && demand > 0.0 && demand <= 1000.0) {
-            return Err(refuse(
-                "worker-demand",
-                format!("must be a multiple of the base rate in (0, 1000], got {demand}"),
-            ));
-        }
+        check_step_count(&args, &scenario)?;
         let pods = FleetSettings {
             providers: config.providers.clone(),
             feedback_provider: config.feedback_provider.clone(),
@@ -335,6 +275,100 @@ impl TryFrom<SimulateArgs> for Simulation {
             closed_loop,
         })
     }
+}
+
+/// Simulate's own timing options, each checked on its own.
+fn check_timing(args: &SimulateArgs, errors: &mut OptionErrors) {
+    let step = args.step;
+    let divides = step.as_nanos() > 0 && 1_000_000_000 % step.as_nanos() == 0;
+    if step < Duration::from_millis(1) || step > Duration::from_secs(1) || !divides {
+        errors.refuse(
+            "step",
+            "must be 1ms to 1s and divide a second (e.g. 1s, 100ms)",
+        );
+    }
+    if args.scrape_interval < Duration::from_secs(1) {
+        errors.refuse("scrape-interval", "must be at least 1s");
+    }
+    if args.scrape_offset >= args.scrape_interval {
+        errors.refuse("scrape-offset", "must be shorter than --scrape-interval");
+    }
+    if args.hpa_offset >= DEFAULT_SYNC_PERIOD {
+        errors.refuse(
+            "hpa-offset",
+            "must be shorter than the HPA's 15s sync period",
+        );
+    }
+    if args.startup_delay > Duration::from_secs(3600) {
+        errors.refuse("startup-delay", "must be at most 1h");
+    }
+    let refresh = args.serve.pods.replicas_refresh;
+    if refresh < Duration::from_millis(100) || refresh > Duration::from_secs(3600) {
+        errors.refuse("replicas-refresh", "must be 100ms to 1h");
+    }
+    let demand = args.worker_demand;
+    if !(demand.is_finite() && demand > 0.0 && demand <= 1000.0) {
+        errors.refuse(
+            "worker-demand",
+            format!("must be a multiple of the base rate in (0, 1000], got {demand}"),
+        );
+    }
+}
+
+/// The options checked against the engine's valid configuration; returns
+/// the pods' drain delay (a removed pod keeps serving, and granting, for it,
+/// as exported), or None when it is refused.
+fn check_against_engine(
+    args: &SimulateArgs,
+    config: &ServeConfig,
+    errors: &mut OptionErrors,
+) -> Option<Duration> {
+    let poll_interval = args.serve.pull.pull_interval;
+    if args.store_events == StoreEvents::Depth
+        && (poll_interval.is_zero() || poll_interval >= config.control.pull_ttl)
+    {
+        errors.refuse("pull-interval", "must be > 0 and shorter than --pull-ttl");
+    }
+    let initial_replicas = args
+        .initial_replicas
+        .unwrap_or(config.autoscale.hpa_min_replicas());
+    if initial_replicas > config.autoscale.max_replicas {
+        errors.refuse("initial-replicas", "must be at most --max-replicas");
+    }
+    let drain = match config.drain_delay {
+        Duration::ZERO => crate::export::POD_DRAIN_DELAY,
+        drain => drain,
+    };
+    if drain > Duration::from_secs(3600) {
+        errors.refuse("drain-delay", "must be at most 1h");
+        return None;
+    }
+    Some(drain)
+}
+
+/// The run (and the sweep, if asked) must stay within what one run may take.
+fn check_step_count(args: &SimulateArgs, scenario: &Scenario) -> Result<(), OptionErrors> {
+    let mut errors = OptionErrors::default();
+    let steps = scenario.duration().as_secs() * (1_000_000_000 / args.step.as_nanos()) as u64;
+    if steps > model::MAX_STEPS {
+        errors.refuse(
+            "step",
+            format!(
+                "{steps} steps is more than {}: use a coarser step",
+                model::MAX_STEPS
+            ),
+        );
+    }
+    let sweep_steps = steps * args.scrape_interval.as_secs() * DEFAULT_SYNC_PERIOD.as_secs();
+    if args.sweep && sweep_steps > MAX_SWEEP_STEPS {
+        errors.refuse(
+            "sweep",
+            format!(
+                "would take {sweep_steps} steps (at most {MAX_SWEEP_STEPS}): shorten the scenario or coarsen --step"
+            ),
+        );
+    }
+    errors.into_result()
 }
 
 impl Simulation {

@@ -5,6 +5,7 @@ use super::SimulateError;
 use super::fleet::{Fleet, FleetSettings, PodGrants};
 use super::noise::noise;
 use super::scenario::{MetricsPath, Phase, Scenario, StoreState};
+use super::steps::Steps;
 use crate::autoscale::AutoscaleConfig;
 use crate::autoscale::cluster::{Cluster, SyncTrace};
 use crate::autoscale::keda::PromResponse;
@@ -163,11 +164,10 @@ pub fn store_level(previous: Level, depth: f64, low: f64, high: f64) -> Level {
 
 /// Runs `scenario` second by second (in `settings.step`s) and samples every whole second.
 pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, SimulateError> {
-    let step_nanos = u64::try_from(settings.step.as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    let steps_per_second = (1_000_000_000 / step_nanos).max(1);
-    let total_seconds = scenario.duration().as_secs();
+    let mut steps = Steps::new(
+        settings.step,
+        scenario.phases.iter().map(|p| p.duration).collect(),
+    );
     let capacity = settings.capacity;
     let marks = settings.control.watermarks;
     let mut store = Store {
@@ -179,117 +179,184 @@ pub fn simulate(scenario: &Scenario, settings: &Settings) -> Result<Run, Simulat
         next_poll: Duration::ZERO,
         poll_interval: settings.poll_interval,
     };
-    let mut controller = Controller::new(ControlConfig {
+    let control = ControlConfig {
         pulled: settings.store_events == StoreEvents::Depth,
         ..settings.control.clone()
-    });
-    let mut cluster = Cluster::new(
-        &settings.autoscale,
-        settings.initial_replicas,
-        settings.startup_delay,
-    )?;
-    let mut fleet = Fleet::new(
-        &settings.pods,
-        settings.autoscale.max_replicas,
-        settings.initial_replicas,
-        settings.seed,
-    )?;
-    // Prometheus' last scrape of mdp: (depth gauge, backpressure gauge). The run
-    // starts in steady state, as if a scrape had just seen time zero.
-    let mut scraped: Option<(Option<f64>, Level)> = None;
-    let mut next_scrape = settings.scrape_offset;
+    };
+    let mut world = World::new(settings, control)?;
+    let total_seconds = scenario.duration().as_secs();
     let mut samples = Vec::with_capacity(usize::try_from(total_seconds).unwrap_or(0));
-    let mut level_changes = 0;
-    let mut trace = Vec::new();
-    let mut last_tick = Duration::ZERO;
-    let mut phase_index = 0;
-    let mut phase_start = Duration::ZERO;
-    for index in 0..total_seconds * steps_per_second {
-        let now = Duration::from_nanos(index * step_nanos);
-        while now >= phase_start + scenario.phases[phase_index].duration
-            && phase_index + 1 < scenario.phases.len()
-        {
-            phase_start += scenario.phases[phase_index].duration;
-            phase_index += 1;
-        }
+    for index in 0..steps.total() {
+        let (now, phase_index, phase_start) = steps.at(index);
         let phase = &scenario.phases[phase_index];
         let fraction = (now - phase_start).as_secs_f64() / phase.duration.as_secs_f64();
         let noisy = phase.depth.at(fraction) + phase.jitter * noise(settings.seed, index);
         let depth = noisy.clamp(0.0, capacity as f64).round() as u64;
 
-        run_deadlines(&mut controller, last_tick, now);
-        last_tick = now;
+        world.tick(now);
         if phase.store == StoreState::Down {
             // The poll fails: mdp holds the level and withdraws the depth.
             if store.poll_due(now) {
-                controller.pull_failed(now);
+                world.controller.pull_failed(now);
             }
         } else if let Some(event) = store.event(now, depth, phase) {
-            controller.observe(event, now);
+            world.controller.observe(event, now);
         }
-        level_changes += controller
-            .drain_events()
-            .iter()
-            .filter(|e| matches!(e, ControlEvent::LevelChanged { .. }))
-            .count() as u64;
+        world.count_level_changes();
 
-        if now >= next_scrape || scraped.is_none() {
-            scraped = Some((
-                controller.depth().value().map(|d| d as f64),
-                controller.level(),
-            ));
-            if now >= next_scrape {
-                next_scrape += settings.scrape_interval;
+        let (metric_depth, metric_level) = world.scrape(now);
+        let (desired, ready) = world.autoscale(now, |cluster| match phase.prometheus {
+            MetricsPath::Up => match metric_depth {
+                Some(depth) => cluster.responses_for(depth, metric_level),
+                // No depth sample: the depth trigger's query reads nothing.
+                None => cluster.responses_without_depth(metric_level),
+            },
+            MetricsPath::Empty => vec![PromResponse::Empty; settings.autoscale.triggers.len()],
+            MetricsPath::Down => {
+                vec![PromResponse::Unreachable; settings.autoscale.triggers.len()]
             }
-        }
-        let (metric_depth, metric_level) = scraped.unwrap_or((Some(0.0), Level::Ok));
-        let (desired, ready) = if now >= settings.hpa_offset {
-            let responses = match phase.prometheus {
-                MetricsPath::Up => match metric_depth {
-                    Some(depth) => cluster.responses_for(depth, metric_level),
-                    // No depth sample: the depth trigger's query reads nothing.
-                    None => cluster.responses_without_depth(metric_level),
-                },
-                MetricsPath::Empty => vec![PromResponse::Empty; settings.autoscale.triggers.len()],
-                MetricsPath::Down => {
-                    vec![PromResponse::Unreachable; settings.autoscale.triggers.len()]
-                }
-            };
-            let before = cluster.replicas();
-            let tick = cluster.step(now, &responses);
-            trace.extend(tick.trace(before));
-            (tick.replicas, tick.ready)
-        } else {
-            (cluster.replicas(), cluster.pods().ready(now))
-        };
-        let scale = controller.scale(now);
-        fleet.step(now, settings.step, desired, ready, scale);
-        if index % steps_per_second == 0 {
+        });
+        let scale = world.pods(now, desired, ready);
+        if steps.whole_second(index) {
             samples.push(Sample {
                 t: now.as_secs(),
                 phase: phase_index,
                 depth,
                 metric_depth: metric_depth.map(|d| d as u64),
-                level: controller.level(),
+                level: world.controller.level(),
                 scale,
                 desired,
                 ready,
-                draining: fleet.draining(),
+                draining: world.fleet().draining(),
             });
         }
     }
-    Ok(Run {
-        samples,
-        level_changes,
-        flaps_suppressed: controller.flaps_suppressed(),
-        grants: fleet.finish(),
-        trace,
-    })
+    Ok(world.into_run(samples))
+}
+
+/// What both models step alike, whatever the store does: mdp's controller and
+/// its deadlines, Prometheus scraping mdp, KEDA + the HPA, and the pods.
+pub(super) struct World<'a> {
+    settings: &'a Settings,
+    pub(super) controller: Controller,
+    cluster: Cluster,
+    fleet: Fleet,
+    /// Prometheus' last scrape of mdp: (depth gauge, backpressure gauge). The
+    /// run starts in steady state, as if a scrape had just seen time zero.
+    scraped: Option<(Option<f64>, Level)>,
+    next_scrape: Duration,
+    last_tick: Duration,
+    level_changes: u64,
+    trace: Vec<SyncTrace>,
+}
+
+impl<'a> World<'a> {
+    pub(super) fn new(
+        settings: &'a Settings,
+        control: ControlConfig,
+    ) -> Result<World<'a>, SimulateError> {
+        let cluster = Cluster::new(
+            &settings.autoscale,
+            settings.initial_replicas,
+            settings.startup_delay,
+        )?;
+        let fleet = Fleet::new(
+            &settings.pods,
+            settings.autoscale.max_replicas,
+            settings.initial_replicas,
+            settings.seed,
+        )?;
+        Ok(World {
+            settings,
+            controller: Controller::new(control),
+            cluster,
+            fleet,
+            scraped: None,
+            next_scrape: settings.scrape_offset,
+            last_tick: Duration::ZERO,
+            level_changes: 0,
+            trace: Vec::new(),
+        })
+    }
+
+    /// Fires the controller's deadlines since the last step, up to `now`.
+    pub(super) fn tick(&mut self, now: Duration) {
+        run_deadlines(&mut self.controller, self.last_tick, now);
+        self.last_tick = now;
+    }
+
+    /// Counts the level changes among the controller's events so far.
+    pub(super) fn count_level_changes(&mut self) {
+        self.level_changes += self
+            .controller
+            .drain_events()
+            .iter()
+            .filter(|e| matches!(e, ControlEvent::LevelChanged { .. }))
+            .count() as u64;
+    }
+
+    /// What Prometheus holds of mdp at `now` (scraping when one is due): the
+    /// depth gauge (None while mdp withdraws it) and the level.
+    pub(super) fn scrape(&mut self, now: Duration) -> (Option<f64>, Level) {
+        if now >= self.next_scrape || self.scraped.is_none() {
+            self.scraped = Some((
+                self.controller.depth().value().map(|d| d as f64),
+                self.controller.level(),
+            ));
+            if now >= self.next_scrape {
+                self.next_scrape += self.settings.scrape_interval;
+            }
+        }
+        self.scraped.unwrap_or((Some(0.0), Level::Ok))
+    }
+
+    /// The pods the Deployment asks for and those ready: from the HPA's sync
+    /// on what `responses` says the triggers' queries return, once the HPA runs.
+    pub(super) fn autoscale(
+        &mut self,
+        now: Duration,
+        responses: impl FnOnce(&Cluster) -> Vec<PromResponse>,
+    ) -> (u32, u32) {
+        if now < self.settings.hpa_offset {
+            return (self.cluster.replicas(), self.cluster.pods().ready(now));
+        }
+        let responses = responses(&self.cluster);
+        let before = self.cluster.replicas();
+        let tick = self.cluster.step(now, &responses);
+        self.trace.extend(tick.trace(before));
+        (tick.replicas, tick.ready)
+    }
+
+    /// Steps the pods at the controller's scale of `now`, which it returns.
+    pub(super) fn pods(&mut self, now: Duration, desired: u32, ready: u32) -> f64 {
+        let scale = self.controller.scale(now);
+        self.fleet
+            .step(now, self.settings.step, desired, ready, scale);
+        scale
+    }
+
+    pub(super) fn level_changes(&self) -> u64 {
+        self.level_changes
+    }
+
+    pub(super) fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    pub(super) fn into_run(self, samples: Vec<Sample>) -> Run {
+        Run {
+            samples,
+            level_changes: self.level_changes,
+            flaps_suppressed: self.controller.flaps_suppressed(),
+            grants: self.fleet.finish(),
+            trace: self.trace,
+        }
+    }
 }
 
 /// Fires the controller's own deadlines (relax hold, ramp, TTLs) in `(since, until]`,
 /// as the service's control loop does between events.
-pub(super) fn run_deadlines(controller: &mut Controller, since: Duration, until: Duration) {
+fn run_deadlines(controller: &mut Controller, since: Duration, until: Duration) {
     let mut at = since;
     // The ramp asks every 100 ms; the bound only guards against a deadline that
     // never moves forward.

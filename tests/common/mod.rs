@@ -1,5 +1,6 @@
 //! Shared test helpers: in-process services, the real binary on a free port,
-//! and the policy for tests that need an external tool.
+//! a redis-server of the test's own, and the policy for tests that need an
+//! external tool.
 #![allow(dead_code)]
 
 use clap::Parser;
@@ -16,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use warp::http::StatusCode;
+
+pub mod redis;
 
 /// Builds a serve configuration from command-line words after `mdp serve`.
 pub fn config(args: &[&str]) -> ServeConfig {
@@ -91,6 +94,8 @@ pub struct MdpProcess {
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Vec<String>>>,
     pub stdout: Arc<Mutex<Vec<String>>>,
+    /// Ends when the process closes its stdout.
+    stdout_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl MdpProcess {
@@ -129,14 +134,14 @@ impl MdpProcess {
         }
         let mut child = command.spawn().expect("mdp binary starts");
         let stdout = Arc::new(Mutex::new(Vec::new()));
-        if let Some(out) = child.stdout.take() {
+        let stdout_reader = child.stdout.take().map(|out| {
             let sink = stdout.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
                     sink.lock().expect("stdout lock").push(line);
                 }
-            });
-        }
+            })
+        });
         let stderr = child.stderr.take().expect("stderr piped");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -168,6 +173,7 @@ impl MdpProcess {
             addr,
             log,
             stdout,
+            stdout_reader,
         }
     }
 
@@ -196,10 +202,14 @@ impl MdpProcess {
         None
     }
 
-    /// What the process printed on stdout so far (after it exited: all of it,
-    /// once the reader thread caught up).
-    pub fn stdout_text(&self) -> String {
-        std::thread::sleep(Duration::from_millis(100));
+    /// What the process printed on stdout so far; once it has exited, all of
+    /// it (the reader reads to the end of the pipe first).
+    pub fn stdout_text(&mut self) -> String {
+        if matches!(self.child.try_wait(), Ok(Some(_)))
+            && let Some(reader) = self.stdout_reader.take()
+        {
+            reader.join().expect("stdout reader ends cleanly");
+        }
         self.stdout.lock().expect("stdout lock").join("\n")
     }
 
