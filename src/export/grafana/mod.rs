@@ -17,7 +17,8 @@ use crate::config::ServeConfig;
 use crate::level::Level;
 use crate::telemetry::catalogue::{
     BUILD_INFO, COORDINATOR_DEPTH, COORDINATOR_LAST_EVENT, COORDINATOR_STALE, COORDINATORS,
-    EFFECTIVE_RATE, EVENT_TO_SCALE, EVENTS_PROCESSED, EVENTS_REJECTED, FLAPS_SUPPRESSED, POLLS,
+    EFFECTIVE_RATE, EVENT_TO_SCALE, EVENTS_PROCESSED, EVENTS_REJECTED, FLAPS_SUPPRESSED,
+    PACING_FACTOR, PACING_GRANTS, PACING_LEASES, PACING_PUSHBACKS, PACING_REFUSALS, POLLS,
     REPLICAS, REQUESTS_THROTTLED, SCALE_FACTOR, TOKENS_GRANTED, TRANSITIONS,
 };
 use panel::{
@@ -366,6 +367,31 @@ fn operator_panels(config: &ServeConfig) -> Vec<Panel> {
             "Polls of the store's metrics endpoint per second, by result (pull mode).".into(),
             &[(format!("sum by (result) (rate({}[{rate}]))", sel(POLLS.name, "")), "{{result}}")],
             series_defaults("cps", None),
+            12,
+        ),
+        timeseries(
+            "Pacing: requests held, by rule",
+            "Acquire requests a paced provider refused per second, by the rule that held them \
+             (paused: HARD; pushback: the provider's own pushback), beside the requests granted."
+                .into(),
+            &[
+                (format!("sum by (provider, rule) (rate({}[{rate}]))", sel(PACING_REFUSALS.name, "")), "{{provider}} held by {{rule}}"),
+                (format!("sum by (provider, class) (rate({}[{rate}]))", sel(PACING_GRANTS.name, "")), "{{provider}} {{class}} granted"),
+            ],
+            series_defaults("cps", None),
+            12,
+        ),
+        timeseries(
+            "Pacing: provider pushback and open requests",
+            "The factor the provider's own pushback puts on its rate rules (1: none), the \
+             lowest over the pods, and the requests in flight on the concurrency caps."
+                .into(),
+            &[
+                (format!("min by (provider, class) ({}) < 1", sel(PACING_FACTOR.name, "")), "{{provider}} {{class}} factor"),
+                (format!("sum by (provider) ({})", sel(PACING_LEASES.name, "")), "{{provider}} open requests"),
+                (format!("sum by (provider, kind) (increase({}[{rate}]))", sel(PACING_PUSHBACKS.name, "")), "{{provider}} pushbacks ({{kind}})"),
+            ],
+            series_defaults("short", None),
             12,
         ),
     ]
