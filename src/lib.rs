@@ -1,6 +1,10 @@
 //! mdp: closes the loop between a market-data store's write queue and the
 //! rate-limited providers feeding it.
 #![forbid(unsafe_code)]
+// The modules below that are `pub` are what the binary, the integration tests
+// and the benches use; the rest, and every item not reachable from here, is
+// `pub(crate)`, so the compiler flags what nothing uses.
+#![warn(unreachable_pub)]
 
 pub mod autoscale;
 pub mod cli;
@@ -13,12 +17,12 @@ pub mod export;
 pub mod feedback;
 pub mod http;
 pub mod level;
-pub mod options;
+pub(crate) mod options;
 pub mod rate;
-pub mod repeats;
+pub(crate) mod repeats;
 pub mod replicas;
 pub mod service;
-pub mod settings;
+pub(crate) mod settings;
 pub mod simulate;
-pub mod store_queue;
+pub(crate) mod store_queue;
 pub mod telemetry;

@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default `--listen`: every address, IPv4 and IPv6, port 8000.
-pub const DEFAULT_LISTEN: &str = ":8000";
+pub(crate) const DEFAULT_LISTEN: &str = ":8000";
 
 /// Parses `--listen`: `HOST:PORT`, `[V6]:PORT`, or `:PORT` for every address
 /// (`[::]`, which serves IPv4 too).
-pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+pub(crate) fn listen_addr(text: &str) -> Result<SocketAddr, String> {
     if let Some(port) = text.strip_prefix(':') {
         let port: u16 = port
             .parse()
@@ -31,7 +31,7 @@ pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// The groups' defaults as their definitions give them, without reading the environment.
-pub fn defaults<T: Args + FromArgMatches>() -> T {
+pub(crate) fn defaults<T: Args + FromArgMatches>() -> T {
     let command = T::augment_args(clap::Command::new("defaults").no_binary_name(true))
         .mut_args(|arg| arg.env(None::<&'static str>));
     let matches = command

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// What to log for one outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Report {
+pub(crate) enum Report {
     /// The first failure of a run: say it in full.
     First,
     /// Still failing: `count` failures over the `over` since the last report.
@@ -21,7 +21,7 @@ pub enum Report {
 
 /// The state of one kind of repeated failure, on the caller's clock.
 #[derive(Debug, Clone)]
-pub struct Repeats {
+pub(crate) struct Repeats {
     period: Duration,
     run: Option<Run>,
 }
@@ -36,12 +36,12 @@ struct Run {
 
 impl Repeats {
     /// Summarises at most once per `period`.
-    pub fn new(period: Duration) -> Self {
+    pub(crate) fn new(period: Duration) -> Self {
         Repeats { period, run: None }
     }
 
     /// A failure at `now`.
-    pub fn failure(&mut self, now: Duration) -> Report {
+    pub(crate) fn failure(&mut self, now: Duration) -> Report {
         let Some(run) = &mut self.run else {
             self.run = Some(Run {
                 started: now,
@@ -65,7 +65,7 @@ impl Repeats {
     }
 
     /// A success at `now`.
-    pub fn success(&mut self, now: Duration) -> Report {
+    pub(crate) fn success(&mut self, now: Duration) -> Report {
         match self.run.take() {
             Some(run) => Report::Recovered {
                 count: run.failures,
@@ -77,7 +77,7 @@ impl Repeats {
 }
 
 /// Whole seconds, for messages such as "30 polls in 30 s".
-pub fn seconds(duration: Duration) -> u64 {
+pub(crate) fn seconds(duration: Duration) -> u64 {
     duration.as_secs_f64().round() as u64
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// Parses a humantime duration such as `15s`, `2m` or `250ms`.
-pub fn duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (expected e.g. 15s, 2m, 250ms)"))
 }
 

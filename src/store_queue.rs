@@ -42,7 +42,7 @@ impl fmt::Display for Accounting {
 
 /// A bounded queue with its producers' backlog and the item accounting.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoreQueue {
+pub(crate) struct StoreQueue {
     capacity: u64,
     depth: u64,
     peak: u64,
@@ -56,7 +56,7 @@ pub struct StoreQueue {
 }
 
 impl StoreQueue {
-    pub fn new(capacity: u64) -> Self {
+    pub(crate) fn new(capacity: u64) -> Self {
         StoreQueue {
             capacity,
             depth: 0,
@@ -70,37 +70,37 @@ impl StoreQueue {
         }
     }
 
-    pub fn capacity(&self) -> u64 {
+    pub(crate) fn capacity(&self) -> u64 {
         self.capacity
     }
 
-    pub fn depth(&self) -> u64 {
+    pub(crate) fn depth(&self) -> u64 {
         self.depth
     }
 
     /// The deepest the queue has been.
-    pub fn peak(&self) -> u64 {
+    pub(crate) fn peak(&self) -> u64 {
         self.peak
     }
 
     /// Items ever accepted into the queue.
-    pub fn accepted(&self) -> u64 {
+    pub(crate) fn accepted(&self) -> u64 {
         self.accepted
     }
 
     /// Items the workers wrote out.
-    pub fn written(&self) -> u64 {
+    pub(crate) fn written(&self) -> u64 {
         self.written
     }
 
     /// Items waiting with their producers for room.
-    pub fn held(&self) -> u64 {
+    pub(crate) fn held(&self) -> u64 {
         self.held
     }
 
     /// Producers fetched `items` (whole items; fractions carry over): they
     /// wait with the producers until [`StoreQueue::admit`] finds them room.
-    pub fn produce(&mut self, items: f64) -> u64 {
+    pub(crate) fn produce(&mut self, items: f64) -> u64 {
         let total = self.carry_in + items.max(0.0);
         let whole = total.floor();
         self.carry_in = total - whole;
@@ -111,7 +111,7 @@ impl StoreQueue {
     }
 
     /// Moves as many held items into the queue as fit; returns how many.
-    pub fn admit(&mut self) -> u64 {
+    pub(crate) fn admit(&mut self) -> u64 {
         let fit = self.held.min(self.capacity - self.depth);
         self.held -= fit;
         self.depth += fit;
@@ -121,14 +121,14 @@ impl StoreQueue {
     }
 
     /// Puts `items` straight in as far as they fit; the rest are held.
-    pub fn put(&mut self, items: u64) -> u64 {
+    pub(crate) fn put(&mut self, items: u64) -> u64 {
         self.produced += items;
         self.held += items;
         self.admit()
     }
 
     /// Workers write out up to `items` (fractions carry over); returns how many.
-    pub fn drain(&mut self, items: f64) -> u64 {
+    pub(crate) fn drain(&mut self, items: f64) -> u64 {
         let total = self.carry_out + items.max(0.0);
         let whole = total.floor();
         // Throughput not used for want of items is not banked.
@@ -143,7 +143,7 @@ impl StoreQueue {
         taken
     }
 
-    pub fn accounting(&self) -> Accounting {
+    pub(crate) fn accounting(&self) -> Accounting {
         Accounting {
             produced: self.produced,
             written: self.written,

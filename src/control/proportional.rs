@@ -80,7 +80,7 @@ pub enum TuningError {
 }
 
 /// Where between the watermarks the default target lies (0: at SOFT, 1: at HARD).
-pub const TARGET_BETWEEN: f64 = 0.25;
+pub(super) const TARGET_BETWEEN: f64 = 0.25;
 
 impl ProportionalTuning {
     /// The default gains with the target a quarter of the way from the SOFT

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use warp::Filter;
 
 /// Coordinator id the store model reports under.
-pub const COORDINATOR: &str = "demo_store";
+pub(super) const COORDINATOR: &str = "demo_store";
 /// Wall time between two steps of the model.
 const TICK: Duration = Duration::from_millis(50);
 /// Model time a provider request takes to come back with its batch.
@@ -69,13 +69,13 @@ pub const PHASES: [Phase; 4] = [
 pub use crate::store_queue::Accounting;
 
 /// The store model's own `/metrics` endpoint (as the real store exports it).
-pub struct StoreServer {
+pub(super) struct StoreServer {
     addr: SocketAddr,
     model: Arc<Mutex<StoreModel>>,
 }
 
 impl StoreServer {
-    pub async fn start() -> std::io::Result<StoreServer> {
+    pub(super) async fn start() -> std::io::Result<StoreServer> {
         let model = Arc::new(Mutex::new(StoreModel::new(10_000, 5000, 9000)));
         let shared = model.clone();
         let route = warp::path!("metrics").and(warp::get()).map(move || {
@@ -102,7 +102,7 @@ impl StoreServer {
         Ok(StoreServer { addr, model })
     }
 
-    pub fn metrics_url(&self) -> String {
+    pub(super) fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.addr)
     }
 }
@@ -121,7 +121,7 @@ fn local_url(addr: SocketAddr) -> String {
     format!("http://{host}:{}", addr.port())
 }
 
-pub fn print_banner(addr: SocketAddr, args: &DemoArgs) {
+pub(super) fn print_banner(addr: SocketAddr, args: &DemoArgs) {
     let url = local_url(addr);
     let phase = args.phase_duration.div_f64(args.speed);
     println!("mdp demo: a store model and synthetic provider load drive the feedback loop");
@@ -140,7 +140,7 @@ pub fn print_banner(addr: SocketAddr, args: &DemoArgs) {
 }
 
 /// Runs the scenario cycle against the service.
-pub struct Driver {
+pub(super) struct Driver {
     ctx: Ctx,
     store: StoreServer,
     feedback_url: String,
@@ -154,7 +154,7 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(args: &DemoArgs, ctx: Ctx, store: StoreServer, addr: SocketAddr) -> Driver {
+    pub(super) fn new(args: &DemoArgs, ctx: Ctx, store: StoreServer, addr: SocketAddr) -> Driver {
         let provider = ctx
             .rates
             .views()
@@ -175,7 +175,7 @@ impl Driver {
         }
     }
 
-    pub async fn run(self) -> Accounting {
+    pub(super) async fn run(self) -> Accounting {
         let started = Instant::now();
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

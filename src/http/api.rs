@@ -16,9 +16,9 @@ use warp::reply::Response;
 use warp::{Buf, Filter};
 
 /// The body of `/health`, keys in this order.
-pub const HEALTH_BODY: &str = r#"{"status":"healthy","service":"market-data-pipeline"}"#;
+pub(super) const HEALTH_BODY: &str = r#"{"status":"healthy","service":"market-data-pipeline"}"#;
 
-pub fn health() -> Response {
+pub(super) fn health() -> Response {
     let mut response = Response::new(HEALTH_BODY.into());
     response.headers_mut().insert(
         "content-type",
@@ -27,7 +27,7 @@ pub fn health() -> Response {
     response
 }
 
-pub fn ready(ctx: Ctx) -> Response {
+pub(super) fn ready(ctx: Ctx) -> Response {
     if ctx.is_ready() {
         json_response(&json!({"status": "ready"}), StatusCode::OK)
     } else {
@@ -35,7 +35,7 @@ pub fn ready(ctx: Ctx) -> Response {
     }
 }
 
-pub fn metrics(ctx: Ctx) -> Response {
+pub(super) fn metrics(ctx: Ctx) -> Response {
     let mut response = Response::new(ctx.metrics.render().into());
     response.headers_mut().insert(
         "content-type",
@@ -46,11 +46,11 @@ pub fn metrics(ctx: Ctx) -> Response {
 
 /// The request body, after the content-type and size checks, or the error
 /// that refused it.
-pub type Body = Result<Vec<u8>, ApiError>;
+pub(super) type Body = Result<Vec<u8>, ApiError>;
 
 /// Reads a JSON request body of at most `limit` bytes, counting while it
 /// streams in so a lying or absent Content-Length changes nothing.
-pub fn json_body(limit: u64) -> impl Filter<Extract = (Body,), Error = warp::Rejection> + Clone {
+pub(super) fn json_body(limit: u64) -> impl Filter<Extract = (Body,), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("content-type")
         .and(warp::header::optional::<String>("content-length"))
         .and(warp::body::stream())
@@ -114,7 +114,7 @@ where
 }
 
 /// `POST /feedback`: one event from the store.
-pub async fn feedback(ctx: Ctx, body: Body) -> Response {
+pub(super) async fn feedback(ctx: Ctx, body: Body) -> Response {
     let received = tokio::time::Instant::now();
     let result = async {
         let bytes = body.inspect_err(|e| ctx.metrics.reject(body_reason(e)))?;
@@ -205,7 +205,7 @@ fn one() -> u32 {
 const MAX_FIELD: usize = 256;
 
 /// `POST /api/v1/acquire`: rate tokens for an external worker.
-pub async fn acquire(ctx: Ctx, body: Body) -> Response {
+pub(super) async fn acquire(ctx: Ctx, body: Body) -> Response {
     match try_acquire(&ctx, body).await {
         Ok(body) => json_response(&body, StatusCode::OK),
         Err(error) => error.into_response(),
@@ -292,7 +292,7 @@ struct ReleaseRequest {
 }
 
 /// `POST /api/v1/release`: a worker returns the lease of a finished request.
-pub async fn release(ctx: Ctx, body: Body) -> Response {
+pub(super) async fn release(ctx: Ctx, body: Body) -> Response {
     let result = async {
         let request: ReleaseRequest = serde_json::from_slice(&body?).map_err(|e| {
             ApiError::BadRequest(format!("body is not a valid release request: {e}"))
@@ -329,7 +329,7 @@ const MAX_PUSHBACK_HOLD: Duration = Duration::from_secs(24 * 3600);
 
 /// `POST /api/v1/pushback`: a worker reports the provider's own pushback
 /// (IBKR error 162, an HTTP 429); that class backs off at once.
-pub async fn pushback(ctx: Ctx, body: Body) -> Response {
+pub(super) async fn pushback(ctx: Ctx, body: Body) -> Response {
     let result = async {
         let request: PushbackRequest = serde_json::from_slice(&body?).map_err(|e| {
             ApiError::BadRequest(format!("body is not a valid pushback report: {e}"))
@@ -389,13 +389,13 @@ pub async fn pushback(ctx: Ctx, body: Body) -> Response {
 }
 
 /// `GET /api/v1/state`.
-pub fn state(ctx: Ctx) -> Response {
+pub(super) fn state(ctx: Ctx) -> Response {
     json_response(&super::stream::state_json(&ctx), StatusCode::OK)
 }
 
 /// `DELETE /api/v1/coordinators/{id}`: forget a coordinator that is gone for
 /// good (its pod deleted); its level stops counting and its series go.
-pub async fn forget_coordinator(id: String, ctx: Ctx) -> Response {
+pub(super) async fn forget_coordinator(id: String, ctx: Ctx) -> Response {
     let result = async {
         let known = ctx
             .engine
@@ -419,7 +419,7 @@ pub async fn forget_coordinator(id: String, ctx: Ctx) -> Response {
 }
 
 /// `GET /api/v1/history`.
-pub fn history(ctx: Ctx) -> Response {
+pub(super) fn history(ctx: Ctx) -> Response {
     json_response(
         &json!({"resolution_seconds": 1, "samples": ctx.engine.history()}),
         StatusCode::OK,

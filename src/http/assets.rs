@@ -25,7 +25,7 @@ const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'sel
 /// Serves `tail` from the embedded files (`index.html` for `/`); answers
 /// `304 Not Modified` without a body when `if_none_match` (the request's
 /// `If-None-Match`) names the file's ETag.
-pub fn serve_conditional(tail: Tail, if_none_match: Option<String>) -> Response {
+pub(super) fn serve_conditional(tail: Tail, if_none_match: Option<String>) -> Response {
     respond(tail.as_str(), if_none_match.as_deref())
 }
 

@@ -130,13 +130,13 @@ impl ApiError {
 }
 
 /// A JSON body with `status`.
-pub fn json_response(body: &serde_json::Value, status: StatusCode) -> Response {
+pub(super) fn json_response(body: &serde_json::Value, status: StatusCode) -> Response {
     let reply = warp::reply::with_status(warp::reply::json(body), status);
     warp::reply::Reply::into_response(reply)
 }
 
 /// Turns warp's own rejections (no route, wrong method) into JSON errors.
-pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
+pub(super) async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
     // Our own refusals (401, 413, ...) outrank "another route did not match".
     let error = if let Some(error) = rejection.find::<Rejected>() {
         error.0.clone()
@@ -152,6 +152,6 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::conver
 
 /// Carries an [`ApiError`] through warp's rejection path.
 #[derive(Debug)]
-pub struct Rejected(pub ApiError);
+pub(super) struct Rejected(pub ApiError);
 
 impl warp::reject::Reject for Rejected {}

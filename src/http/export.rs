@@ -10,10 +10,10 @@ use warp::path::Tail;
 use warp::reply::Response;
 
 /// Where the files are served from.
-pub const PREFIX: &str = "/api/v1/export/";
+pub(super) const PREFIX: &str = "/api/v1/export/";
 
 /// The index (`tail` empty) or one exported file; 404 JSON for any other path.
-pub fn serve(ctx: Ctx, tail: Tail) -> Response {
+pub(super) fn serve(ctx: Ctx, tail: Tail) -> Response {
     let files = render(&ExportOptions::for_service(&ctx.config), &ctx.config);
     match tail.as_str().trim_end_matches('/') {
         "" => index(&files),

@@ -9,7 +9,7 @@ use warp::reply::Response;
 use warp::sse::Event;
 
 /// The state document of `GET /api/v1/state` and of every stream message.
-pub fn state_json(ctx: &Ctx) -> Value {
+pub(super) fn state_json(ctx: &Ctx) -> Value {
     let snapshot = ctx.engine.current();
     let now = ctx.clock.now().as_secs_f64();
     let coordinators: Vec<Value> = snapshot
@@ -139,7 +139,7 @@ fn fallback_json(config: &crate::autoscale::AutoscaleConfig, current: u32) -> Va
 
 /// `GET /api/v1/stream`: a snapshot on every change and at least every second,
 /// ending when the service shuts down.
-pub fn sse(ctx: Ctx) -> Response {
+pub(super) fn sse(ctx: Ctx) -> Response {
     let mut changes = ctx.engine.snapshot.clone();
     changes.mark_changed();
     let mut ticks = tokio::time::interval(Duration::from_secs(1));

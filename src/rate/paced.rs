@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Advice to a worker held with no known time (paused): look again after this long.
-pub const PACED_RETRY: Duration = super::PAUSED_RETRY;
+pub(super) const PACED_RETRY: Duration = super::PAUSED_RETRY;
 
 /// A grant of a paced provider.
 #[derive(Debug, Clone, PartialEq)]

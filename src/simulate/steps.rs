@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Virtual time in steps over a scenario's phases.
-pub struct Steps {
+pub(super) struct Steps {
     step_nanos: u64,
     per_second: u64,
     total: u64,
@@ -15,7 +15,7 @@ pub struct Steps {
 impl Steps {
     /// Steps of `step` (at least 1 ns, at most a second) through phases of
     /// these `durations`, one after the other.
-    pub fn new(step: Duration, durations: Vec<Duration>) -> Steps {
+    pub(super) fn new(step: Duration, durations: Vec<Duration>) -> Steps {
         let step_nanos = u64::try_from(step.as_nanos()).unwrap_or(u64::MAX).max(1);
         let per_second = (1_000_000_000 / step_nanos).max(1);
         let seconds = durations.iter().sum::<Duration>().as_secs();
@@ -30,13 +30,13 @@ impl Steps {
     }
 
     /// How many steps the phases take.
-    pub fn total(&self) -> u64 {
+    pub(super) fn total(&self) -> u64 {
         self.total
     }
 
     /// Step `index`'s time, the phase it falls in and when that phase began
     /// (the last phase goes on to the end). Indices must not go backwards.
-    pub fn at(&mut self, index: u64) -> (Duration, usize, Duration) {
+    pub(super) fn at(&mut self, index: u64) -> (Duration, usize, Duration) {
         let now = Duration::from_nanos(index * self.step_nanos);
         while now >= self.phase_start + self.durations[self.phase]
             && self.phase + 1 < self.durations.len()
@@ -48,7 +48,7 @@ impl Steps {
     }
 
     /// Whether step `index` begins a whole second (where the runs sample).
-    pub fn whole_second(&self, index: u64) -> bool {
+    pub(super) fn whole_second(&self, index: u64) -> bool {
         index % self.per_second == 0
     }
 }

@@ -11,15 +11,15 @@ use prometheus::core::{Atomic, AtomicF64, AtomicU64};
 use std::sync::Arc;
 
 /// The class label of a request without a class.
-pub const NO_CLASS: &str = "none";
+pub(super) const NO_CLASS: &str = "none";
 /// The class label of a class no rule names.
-pub const OTHER_CLASS: &str = "other";
+pub(super) const OTHER_CLASS: &str = "other";
 /// The class label of the provider-wide pushback factor.
-pub const ALL_CLASSES: &str = "*";
+pub(super) const ALL_CLASSES: &str = "*";
 /// The pushback kinds, as the `kind` label spells them.
-pub const PUSHBACK_KINDS: [&str; 2] = ["pacing_violation", "rate_limited"];
+pub(super) const PUSHBACK_KINDS: [&str; 2] = ["pacing_violation", "rate_limited"];
 /// What holds a request besides a rule: a HARD pause, a pushback hold.
-pub const HOLDERS: [&str; 2] = ["paused", "pushback"];
+pub(super) const HOLDERS: [&str; 2] = ["paused", "pushback"];
 
 /// What the series of one paced provider are built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
