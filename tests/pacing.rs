@@ -85,11 +85,12 @@ async fn the_61st_historical_request_in_ten_minutes_is_refused_naming_the_rule()
         message.starts_with("held by ibkr/historical: 60 in 10m, next slot in "),
         "{message}"
     );
-    // Market data is another class: not held by the historical window.
+    // Market data is another class: not held by the historical window (it
+    // waits out the 50-messages-per-second rule the loop above may have filled).
     let (status, body) = post(
         &client,
         acquire(),
-        json!({"provider":"ibkr","class":"market_data"}),
+        json!({"provider":"ibkr","class":"market_data","wait_ms":5000}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");

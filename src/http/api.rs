@@ -50,7 +50,9 @@ pub(super) type Body = Result<Vec<u8>, ApiError>;
 
 /// Reads a JSON request body of at most `limit` bytes, counting while it
 /// streams in so a lying or absent Content-Length changes nothing.
-pub(super) fn json_body(limit: u64) -> impl Filter<Extract = (Body,), Error = warp::Rejection> + Clone {
+pub(super) fn json_body(
+    limit: u64,
+) -> impl Filter<Extract = (Body,), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("content-type")
         .and(warp::header::optional::<String>("content-length"))
         .and(warp::body::stream())

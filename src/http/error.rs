@@ -136,7 +136,9 @@ pub(super) fn json_response(body: &serde_json::Value, status: StatusCode) -> Res
 }
 
 /// Turns warp's own rejections (no route, wrong method) into JSON errors.
-pub(super) async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
+pub(super) async fn recover(
+    rejection: warp::Rejection,
+) -> Result<Response, std::convert::Infallible> {
     // Our own refusals (401, 413, ...) outrank "another route did not match".
     let error = if let Some(error) = rejection.find::<Rejected>() {
         error.0.clone()
