@@ -131,19 +131,22 @@ impl PacedProviders {
                 (c.name.clone(), counters)
             })
             .collect();
+        let pod_nonce = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        };
+        let mut pacer = Pacer::new(configs)?;
+        pacer.tag_leases(&format!("{:08x}-", pod_nonce as u32));
         Ok(PacedProviders {
-            pacer: Mutex::new(Pacer::new(configs)?),
+            pacer: Mutex::new(pacer),
             clock,
             changes: watch::channel(0).0,
             feedback,
             counters,
             shared_leases: Mutex::new(HashMap::new()),
-            pod_nonce: {
-                use std::hash::{BuildHasher, Hasher};
-                std::collections::hash_map::RandomState::new()
-                    .build_hasher()
-                    .finish()
-            },
+            pod_nonce,
             next_member: std::sync::atomic::AtomicU64::new(0),
         })
     }

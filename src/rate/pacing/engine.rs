@@ -311,6 +311,8 @@ pub struct Pacer {
     providers: Vec<ProviderState>,
     leases: HashMap<String, LeaseRecord>,
     next_lease: u64,
+    /// Put in every lease id after the provider's name (see [`Pacer::tag_leases`]).
+    lease_tag: String,
     next_ticket: u64,
     last_sweep: Duration,
 }
@@ -352,9 +354,17 @@ impl Pacer {
             providers: states,
             leases: HashMap::new(),
             next_lease: 0,
+            lease_tag: String::new(),
             next_ticket: 0,
             last_sweep: Duration::ZERO,
         })
+    }
+
+    /// Lease ids `provider-TAGn` instead of `provider-n`: a server tags them
+    /// with a random part, so a lease kept across a restart cannot return
+    /// one granted since.
+    pub fn tag_leases(&mut self, tag: &str) {
+        self.lease_tag = tag.to_owned();
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -875,7 +885,10 @@ impl Pacer {
             }
         }
         self.next_lease += 1;
-        let id = format!("{}-{:x}", provider.config.name, self.next_lease);
+        let id = format!(
+            "{}-{}{:x}",
+            provider.config.name, self.lease_tag, self.next_lease
+        );
         self.leases.insert(
             id.clone(),
             LeaseRecord {
