@@ -201,10 +201,15 @@ def wrk(url, script, args, pid=None, connections=None, duration=None, env=None):
         "non2xx": r["status_errors"],
         "socket_errors": r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"],
         "bytes_per_req": r["bytes"] / max(1, r["requests"]),
+        # acquire_paced.lua returns each lease: its releases are counted apart.
+        "releases": r.get("releases", 0),
+        "acquire_rps": (r["requests"] - r.get("releases", 0)) / seconds,
     }
     if pid:
         result["cpu_s"] = cpu1 - cpu0
         result["cpu_us_per_req"] = (cpu1 - cpu0) / max(1, r["requests"]) * 1e6
+        result["cpu_us_per_acquire"] = ((cpu1 - cpu0) / max(1, r["requests"] - result["releases"])
+                                        * 1e6)
         result["rss_max"] = max(rss_samples)
     return result
 
@@ -474,6 +479,77 @@ def tool_version(argv):
         return "unknown"
 
 
+# ---------------------------------------------------------------- acquire with pacing rules
+
+# (target label, route, extra `mdp serve` arguments, what it measures)
+ACQUIRE_ROUTE = "POST /api/v1/acquire historical"
+
+
+def acquire_targets(args):
+    return [
+        ("bucket", ACQUIRE_ROUTE, ["--provider", "ibkr=1000000/s,burst=1000000"],
+         "one token bucket (`--provider ibkr=1000000/s,burst=1000000`): every request granted"),
+        ("ibkr rules, raised", ACQUIRE_ROUTE, ["--providers-file", args.raised_rules],
+         "the ibkr profile's six rules with their counts raised so none holds "
+         "(`--providers-file bench/ibkr-raised.yaml`): every request granted, "
+         "each lease returned"),
+        ("ibkr profile", ACQUIRE_ROUTE + " (429)", ["--provider-profile", "ibkr"],
+         "the real profile at its real limits (`--provider-profile ibkr`): "
+         "after the first grants nearly every request is refused (429)"),
+    ]
+
+
+def start_acquire_servers(args, binary, workdir):
+    """One mdp per acquire target, all started before the first round."""
+    servers, plan = {}, []
+    for label, route, extra, _ in acquire_targets(args):
+        port = free_port()
+        argv = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--log", "warn", *extra]
+        name = "acquire-" + re.sub(r"[^a-z0-9]+", "-", label)
+        servers[label] = Server(name, argv, port, "/ready", workdir).start()
+        plan.append((label, route, servers[label], "/api/v1/acquire", "acquire_paced.lua", None))
+    return servers, plan
+
+
+def acquire_section(data, args):
+    load = data["load"]
+    L = ["## Acquire with pacing rules\n"]
+    L.append("`POST /api/v1/acquire` of an IBKR historical-data request (`class` historical, "
+             "100 contracts as `key`, 1000 requests as `fingerprint`, kind TRADES; "
+             "`bench/wrk/acquire_paced.lua`), the same script against three mdp servers run "
+             f"side by side, interleaved over {args.rounds} round(s) of `wrk -t{args.threads} "
+             f"-c{args.connections} -d{args.duration}s` (order rotating each round, so every "
+             "target sees the same load from the rest of the machine); medians over rounds. "
+             "A grant's lease is returned by the script's next request (`POST /api/v1/release`), "
+             "as a worker does: acquires/s counts acquires only, requests/s and the latencies "
+             "count both, CPU per acquire includes its release.\n")
+    for label, _, _, what in acquire_targets(args):
+        L.append(f"- **{label}**: {what}")
+    L.append("")
+    L.append("| target | acquires/s (median) | range | requests/s | p50 ms | p99 ms | p99.9 ms "
+             "| CPU µs/acquire | non-2xx | acquires/s vs bucket | p99 vs bucket |")
+    L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    base = load.get(("bucket", ACQUIRE_ROUTE))
+    base_rps = median_of(base, "acquire_rps") if base else None
+    base_p99 = median_of(base, "p99_us") if base else None
+    for label, route, _, _ in acquire_targets(args):
+        runs = load.get((label, route))
+        if not runs:
+            continue
+        rps = [r["acquire_rps"] for r in runs]
+        a_rps, p99 = median_of(runs, "acquire_rps"), median_of(runs, "p99_us")
+        L.append(
+            f"| {label} | {fmt_rate(a_rps)} | {min(rps):,.0f}–{max(rps):,.0f} | "
+            f"{fmt_rate(median_of(runs, 'rps'))} | {fmt_ms(median_of(runs, 'p50_us'))} | "
+            f"{fmt_ms(p99)} | {fmt_ms(median_of(runs, 'p999_us'))} | "
+            f"{median_of(runs, 'cpu_us_per_acquire') or 0:.1f} | "
+            f"{sum(r['non2xx'] for r in runs):,} | "
+            f"{'—' if not base_rps else f'{a_rps / base_rps * 100:.0f} %'} | "
+            f"{'—' if not base_p99 else f'{p99 / base_p99:.2f}x'} |")
+    L.append("")
+    return L
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -531,6 +607,8 @@ def report(data, args):
     for route, why in data["python"].get("missing_routes", {}).items():
         L.append(f"| `{route}` | Python | — | | | | | | | | {why} |")
     L.append("")
+
+    L.extend(acquire_section(data, args))
 
     g = data["goals"]
     L.append("## Ratios and goals (issue 7)\n")
@@ -746,7 +824,12 @@ def goals(data):
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--mdp", required=True)
-    p.add_argument("--bare-warp", required=True)
+    p.add_argument("--bare-warp", help="required unless --only acquire")
+    p.add_argument("--only", choices=["all", "acquire"], default="all",
+                   help="acquire: only the acquire comparison (bucket, ibkr rules raised, "
+                        "ibkr profile); no other target, start-up, SSE or scaling run")
+    p.add_argument("--raised-rules", default=os.path.join(HERE, "ibkr-raised.yaml"),
+                   help="providers file with the ibkr rules, counts raised")
     p.add_argument("--event-latency")
     p.add_argument("--build", default="release")
     p.add_argument("--venv", help="venv with market-data-pipeline and uvicorn")
@@ -777,6 +860,10 @@ def parse_args():
         args.scale_iterations = 20
         args.sizes, args.pause = "1,10,100", 0.2
     args.sizes = [int(s) for s in args.sizes.split(",")]
+    # The servers run in the results directory: paths from the caller's.
+    args.mdp, args.raised_rules = os.path.abspath(args.mdp), os.path.abspath(args.raised_rules)
+    if args.only == "all" and not args.bare_warp:
+        p.error("--bare-warp is required unless --only acquire")
     return args
 
 
@@ -793,6 +880,8 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     data = {"when": when, "machine": machine(), "build": args.build,
             "command": args.command, "wrk_version": tool_version(["wrk", "-v"])}
+    if args.only == "acquire":
+        return main_acquire(args, data, workdir)
 
     python_bin = None
     data["python"] = {"missing_routes": {
@@ -886,7 +975,11 @@ def main():
     ]:
         for label, _, _ in mdps:
             plan.append((label, route, servers[label], path, script, env))
+    acquire_servers, acquire_plan = start_acquire_servers(args, args.mdp, workdir)
+    plan += acquire_plan
     load = load_rounds(plan, args)
+    for server in acquire_servers.values():
+        server.stop()
     data["load"] = load
     for name, server in servers.items():
         runs = [r for (t, _), rs in load.items() if t == name for r in rs]
@@ -903,8 +996,24 @@ def main():
     data["load_after"] = os.getloadavg()
     data["goals"] = goals(data)
 
-    text = report(data, args)
-    serialisable = dict(data, load={f"{t} | {r}": v for (t, r), v in load.items()})
+    write_results(data, args, workdir, report(data, args))
+
+    # Smoke mode guards the harness and the routes, not the goals: fail on
+    # errors that mean something is broken.
+    problems = load_problems(load)
+    for sse in data["sse"]:
+        if sse["connected"] < sse["clients"]:
+            problems.append(f"SSE {sse['target']}: only {sse['connected']} of {sse['clients']} streams connected")
+    for row in data["scaling"]:
+        if row["non2xx"] or row["socket_errors"]:
+            problems.append(f"{row['target']} /metrics at {row['n']}: errors")
+    for p in problems:
+        log(f"PROBLEM: {p}")
+    return 1 if problems else 0
+
+
+def write_results(data, args, workdir, text):
+    serialisable = dict(data, load={f"{t} | {r}": v for (t, r), v in data["load"].items()})
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(serialisable, f, indent=1, default=str)
     with open(os.path.join(workdir, "results.md"), "w") as f:
@@ -914,8 +1023,10 @@ def main():
     print(text)
     log(f"results in {workdir}")
 
-    # Smoke mode guards the harness and the routes, not the goals: fail on
-    # errors that mean something is broken.
+
+def load_problems(load):
+    """Errors that mean something is broken (a route whose name ends in
+    `(429)` is meant to be refused)."""
     problems = []
     for (target, route), runs in load.items():
         if route.endswith("(429)"):
@@ -924,12 +1035,27 @@ def main():
             if r["non2xx"] or r["socket_errors"] or r["requests"] == 0:
                 problems.append(f"{target} {route}: {r['non2xx']} non-2xx, "
                                 f"{r['socket_errors']} socket errors, {r['requests']} requests")
-    for sse in data["sse"]:
-        if sse["connected"] < sse["clients"]:
-            problems.append(f"SSE {sse['target']}: only {sse['connected']} of {sse['clients']} streams connected")
-    for row in data["scaling"]:
-        if row["non2xx"] or row["socket_errors"]:
-            problems.append(f"{row['target']} /metrics at {row['n']}: errors")
+    return problems
+
+
+def main_acquire(args, data, workdir):
+    """`--only acquire`: the three acquire targets, nothing else."""
+    servers, plan = start_acquire_servers(args, args.mdp, workdir)
+    time.sleep(args.pause)
+    data["load"] = load_rounds(plan, args)
+    for server in servers.values():
+        server.stop()
+    data["load_after"] = os.getloadavg()
+    m = data["machine"]
+    L = [f"# mdp benchmark, acquire only — {data['when']}{' (smoke)' if args.smoke else ''}\n",
+         f"Machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}; load average before "
+         f"the run {' / '.join(f'{x:.2f}' for x in m['load_before'])}, after "
+         f"{' / '.join(f'{x:.2f}' for x in data['load_after'])}. mdp `{data['build']}` build. "
+         f"{data['wrk_version']}.\n"]
+    L.extend(acquire_section(data, args))
+    L.append(f"Command: `{data['command']}`\n")
+    write_results(data, args, workdir, "\n".join(L))
+    problems = load_problems(data["load"])
     for p in problems:
         log(f"PROBLEM: {p}")
     return 1 if problems else 0

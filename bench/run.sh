@@ -5,6 +5,10 @@
 #                            bare warp ceiling, criterion; ~15 min on 2 cores
 #   bench/run.sh --smoke     CI: a second or two per target, debug build (the one
 #                            `cargo test` already made), no venv, no criterion
+#   bench/run.sh --only acquire
+#                            only the acquire comparison: one token bucket, the
+#                            ibkr rules with counts raised, the real ibkr profile
+#                            (release build of mdp alone, no venv, no criterion)
 #
 # Extra arguments go to bench/bench.py (e.g. --rounds 3 --duration 5).
 # Environment: CARGO_TARGET_DIR (default ./target), BENCH_PYTHON (python3),
@@ -16,24 +20,35 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 python=${BENCH_PYTHON:-python3}
 
 smoke=0
+only=all
+prev=
 for arg in "$@"; do
     [[ $arg == --smoke ]] && smoke=1
+    [[ $prev == --only ]] && only=$arg
+    [[ $arg == --only=* ]] && only=${arg#--only=}
+    prev=$arg
 done
 
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 
+targets=(--bin mdp --example bare_warp --example event_latency)
+[[ $only == acquire ]] && targets=(--bin mdp)
 if ((smoke)); then
     profile=debug
-    cargo build --quiet --bin mdp --example bare_warp --example event_latency
+    cargo build --quiet "${targets[@]}"
 else
     profile=release
-    cargo build --release --quiet --bin mdp --example bare_warp --example event_latency
+    cargo build --release --quiet "${targets[@]}"
 fi
 bin=$target_dir/$profile
-extra=(--mdp "$bin/mdp" --bare-warp "$bin/examples/bare_warp"
-       --event-latency "$bin/examples/event_latency" --build "$profile")
+extra=(--mdp "$bin/mdp" --build "$profile")
+if [[ $only != acquire ]]; then
+    extra+=(--bare-warp "$bin/examples/bare_warp" --event-latency "$bin/examples/event_latency")
+fi
 
-if ((smoke)); then
+if [[ $only == acquire ]]; then
+    :
+elif ((smoke)); then
     extra+=(--no-python "smoke mode (run bench/run.sh without --smoke to include it)")
 else
     venv=$root/bench/.venv

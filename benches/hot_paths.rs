@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the hot paths: the control step, the event -> new
 //! scale path through the control loop, the limiter, the exposition (and how
-//! it grows with providers and coordinators), and the busiest routes through
+//! it grows with providers and coordinators), one acquire decision with a
+//! token bucket against the ibkr pacing rules, and the busiest routes through
 //! the whole warp filter in process (no socket). The load test over real
 //! sockets, against the Python service, is `bench/run.sh` (BENCHMARKS.md).
 
@@ -10,7 +11,8 @@ use mdp::cli::{Cli, Command};
 use mdp::clock::Clock;
 use mdp::control::{ControlConfig, Controller, Observation, Source};
 use mdp::level::Level;
-use mdp::rate::{ProviderSpec, RateCoordinator, TokenBucket};
+use mdp::rate::pacing::{self, Decision, Pacer};
+use mdp::rate::{PacedProviders, ProviderSpec, RateCoordinator, TokenBucket};
 use mdp::telemetry::{CoordinatorSample, Metrics};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -143,6 +145,159 @@ fn limiter(c: &mut Criterion) {
     });
 }
 
+/// The ibkr profile's rules with their counts raised so none holds: the file
+/// `bench/run.sh` serves the same comparison over HTTP with.
+const IBKR_RAISED: &str = include_str!("../bench/ibkr-raised.yaml");
+
+fn ibkr_raised() -> Vec<pacing::ProviderPacing> {
+    pacing::file::parse(IBKR_RAISED, "bench/ibkr-raised.yaml").expect("the bench file is valid")
+}
+
+/// 1000 historical requests over 100 contracts, as `acquire_paced.lua` sends them.
+fn historical_requests() -> Vec<pacing::Request> {
+    (0..1000)
+        .map(|i| {
+            let key = format!("AAPL{:02}:SMART:TRADES", i % 100);
+            pacing::Request::new("ibkr", Some("historical"))
+                .key(&key)
+                .fingerprint(&format!("{key}:1 D:5 mins:{i:03}"))
+                .kind("TRADES")
+        })
+        .collect()
+}
+
+/// One acquire decision: a token bucket, then every rule of the ibkr profile
+/// (counts raised so each is checked and none holds: the cost of checking
+/// them), then the real profile refusing a request (the 429 path).
+fn acquire_bucket_vs_rules(c: &mut Criterion) {
+    let mut group = c.benchmark_group("acquire (bucket vs ibkr rules)");
+    group.bench_function("bucket: TokenBucket::try_acquire", |b| {
+        let mut bucket = TokenBucket::try_new(1e9, 1e9, Duration::ZERO).expect("valid");
+        let mut t = 0u64;
+        b.iter(|| {
+            t += 1;
+            black_box(bucket.try_acquire(1.0, Duration::from_nanos(t))).expect("granted")
+        });
+    });
+    // Virtual time, 1 ms per request: the 10-minute window reaches its
+    // steady state (600,000 grants kept, one aged out per request).
+    group.bench_function(
+        "ibkr rules, counts raised: Pacer::acquire + release (historical, granted)",
+        |b| {
+            let mut pacer = Pacer::new(ibkr_raised()).expect("valid");
+            let requests = historical_requests();
+            let (mut i, mut now) = (0usize, Duration::ZERO);
+            b.iter(|| {
+                i += 1;
+                now += Duration::from_millis(1);
+                let request = &requests[i % requests.len()];
+                match pacer.acquire(black_box(request), now) {
+                    Decision::Granted { lease: Some(lease) } => {
+                        assert!(pacer.release(&lease.id, now))
+                    }
+                    other => panic!("a raised rule held the request: {other:?}"),
+                }
+            });
+        },
+    );
+    group.bench_function(
+        "ibkr profile: Pacer::acquire (historical, held: the 429 path)",
+        |b| {
+            let mut pacer = Pacer::new(vec![pacing::profile::ibkr()]).expect("valid");
+            let requests = historical_requests();
+            // Fill the 60-in-10-minutes window, 100 ms apart (under the
+            // 50/s message limit), returning every lease.
+            let mut now = Duration::ZERO;
+            for request in &requests[..60] {
+                now += Duration::from_millis(100);
+                match pacer.acquire(request, now) {
+                    Decision::Granted { lease: Some(lease) } => {
+                        assert!(pacer.release(&lease.id, now))
+                    }
+                    other => panic!("the first 60 are granted: {other:?}"),
+                }
+            }
+            let mut i = 60usize;
+            b.iter(|| {
+                i += 1;
+                now += Duration::from_nanos(1);
+                let request = &requests[i % requests.len()];
+                match pacer.acquire(black_box(request), now) {
+                    Decision::Held(held) => black_box(held),
+                    other => panic!("the window is full: {other:?}"),
+                }
+            });
+        },
+    );
+    // The same through the layers a request goes through: the lock, the
+    // coordinator's clock, the counters, the async waiting path (not taken).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let spec: ProviderSpec = "ibkr=1000000000/s,burst=1000000000".parse().expect("valid");
+    let rates = RateCoordinator::new(&[spec], None, Clock::new());
+    group.bench_function("bucket: RateCoordinator::acquire", |b| {
+        b.to_async(&runtime).iter(|| async {
+            rates
+                .acquire("ibkr", 1, Duration::ZERO)
+                .await
+                .expect("granted")
+        });
+    });
+    let paced = PacedProviders::new(ibkr_raised(), None, Clock::new()).expect("valid");
+    let requests = historical_requests();
+    let mut i = 0usize;
+    group.bench_function(
+        "ibkr rules, counts raised: PacedProviders::acquire + release (historical, granted)",
+        |b| {
+            b.to_async(&runtime).iter(|| {
+                i += 1;
+                let request = &requests[i % requests.len()];
+                let paced = &paced;
+                async move {
+                    let grant = paced
+                        .acquire(request, Duration::ZERO)
+                        .await
+                        .expect("granted");
+                    let (lease, _) = grant.lease.expect("a lease");
+                    assert!(paced.release(&lease, None).await);
+                }
+            });
+        },
+    );
+    let profile =
+        PacedProviders::new(vec![pacing::profile::ibkr()], None, Clock::new()).expect("valid");
+    // Fill the 60-in-10-minutes window (waiting out the 50/s message limit
+    // once, about a second), returning every lease: every later request is
+    // held for the rest of the run.
+    runtime.block_on(async {
+        for request in &requests[..60] {
+            let grant = profile
+                .acquire(request, Duration::from_secs(5))
+                .await
+                .expect("the first 60 are granted");
+            let (lease, _) = grant.lease.expect("a lease");
+            assert!(profile.release(&lease, None).await);
+        }
+    });
+    group.bench_function(
+        "ibkr profile: PacedProviders::acquire (historical, held: the 429 path)",
+        |b| {
+            b.to_async(&runtime).iter(|| {
+                i += 1;
+                let request = &requests[i % requests.len()];
+                let profile = &profile;
+                async move {
+                    let refusal = profile.acquire(request, Duration::ZERO).await;
+                    black_box(refusal).expect_err("held");
+                }
+            });
+        },
+    );
+    group.finish();
+}
+
 fn exposition(c: &mut Criterion) {
     let metrics = Metrics::new(&["ibkr"]);
     // What a scrape costs when the control loop changed something since the
@@ -254,6 +409,7 @@ criterion_group!(
     control_step,
     event_to_scale,
     limiter,
+    acquire_bucket_vs_rules,
     exposition,
     exposition_growth,
     routes
