@@ -545,39 +545,8 @@ impl Pacer {
         if let Some(impossible) = impossible(&whole, &slots, request) {
             return Err(Decision::Impossible(impossible));
         }
-        let held = |rule: &str, limit: String, reason, retry_at| {
-            Decision::Held(Held {
-                provider: provider.config.name.clone(),
-                rule: rule.to_owned(),
-                limit,
-                reason,
-                retry_at,
-                at: now,
-            })
-        };
-        if provider.control_scale <= 0.0 {
-            return Err(held(
-                "paused",
-                "backpressure HARD".into(),
-                HoldReason::Paused,
-                None,
-            ));
-        }
-        let class_backoff = request
-            .class
-            .as_ref()
-            .and_then(|c| provider.class_backoff.get(c));
-        if let Some(until) = [Some(&provider.backoff), class_backoff]
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b.held_until(now))
-            .max()
-        {
-            let what = match &request.class {
-                Some(class) => format!("{class} pushed back"),
-                None => "pushed back".to_owned(),
-            };
-            return Err(held("pushback", what, HoldReason::Pushback, Some(until)));
+        if let Some(held) = provider_hold(provider, request, now) {
+            return Err(Decision::Held(held));
         }
         Ok(slots
             .into_iter()
@@ -776,34 +745,9 @@ impl Pacer {
             retry_at,
             at: now,
         };
-        if provider.control_scale <= 0.0 {
-            let h = held(
-                "paused",
-                "backpressure HARD".into(),
-                HoldReason::Paused,
-                None,
-            );
+        if let Some(h) = provider_hold(provider, request, now) {
             return Some((h, None));
         }
-        let policy = provider.config.pushback.clone();
-        let class_backoff = request
-            .class
-            .as_ref()
-            .and_then(|c| provider.class_backoff.get(c));
-        let hold_until = [Some(&provider.backoff), class_backoff]
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b.held_until(now))
-            .max();
-        if let Some(until) = hold_until {
-            let what = match &request.class {
-                Some(class) => format!("{class} pushed back"),
-                None => "pushed back".to_owned(),
-            };
-            let h = held("pushback", what, HoldReason::Pushback, Some(until));
-            return Some((h, None));
-        }
-        let _ = policy;
         // Earlier waiters held by a rule this request goes through go first.
         let blocker = provider
             .waiters
@@ -956,6 +900,41 @@ fn scaled_count(count: u32, scale: f64) -> u64 {
     } else {
         ((f64::from(count) * scale + 1e-9).floor() as u64).max(1)
     }
+}
+
+/// What holds every request of `provider` (of `request`'s class) whatever the
+/// rules: a HARD pause, or a pushback hold until its retry-after.
+fn provider_hold(provider: &ProviderState, request: &Request, now: Duration) -> Option<Held> {
+    let held = |rule: &str, limit: String, reason, retry_at| Held {
+        provider: provider.config.name.clone(),
+        rule: rule.to_owned(),
+        limit,
+        reason,
+        retry_at,
+        at: now,
+    };
+    if provider.control_scale <= 0.0 {
+        return Some(held(
+            "paused",
+            "backpressure HARD".into(),
+            HoldReason::Paused,
+            None,
+        ));
+    }
+    let class_backoff = request
+        .class
+        .as_ref()
+        .and_then(|c| provider.class_backoff.get(c));
+    let until = [Some(&provider.backoff), class_backoff]
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b.held_until(now))
+        .max()?;
+    let what = match &request.class {
+        Some(class) => format!("{class} pushed back"),
+        None => "pushed back".to_owned(),
+    };
+    Some(held("pushback", what, HoldReason::Pushback, Some(until)))
 }
 
 /// `limit` as it admits at `scale` (`30 in 10m`, `paused`).
