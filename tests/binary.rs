@@ -245,13 +245,7 @@ async fn sigterm_turns_ready_off_finishes_in_flight_and_exits_zero() {
         "the acquire finished before SIGTERM; nothing was in flight"
     );
     let ready_url = mdp.url("/ready");
-    let saw_503 = eventually(Duration::from_secs(10), || async {
-        http.get(&ready_url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 503)
-    })
-    .await;
+    let saw_503 = common::answers_within(&http, &ready_url, 503, Duration::from_secs(10)).await;
     assert!(saw_503, "/ready never answered 503 during shutdown");
     assert_eq!(
         waiting

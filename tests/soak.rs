@@ -215,13 +215,7 @@ async fn sigterm_under_load_answers_no_5xx_and_exits_zero() {
     mdp.terminate();
     let http = reqwest::Client::new();
     let ready_url = mdp.url("/ready");
-    let saw_503 = eventually(Duration::from_secs(10), || async {
-        http.get(&ready_url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 503)
-    })
-    .await;
+    let saw_503 = common::answers_within(&http, &ready_url, 503, Duration::from_secs(10)).await;
     assert!(
         saw_503,
         "/ready did not turn 503 before the listener closed"

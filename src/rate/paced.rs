@@ -294,7 +294,7 @@ impl PacedProviders {
             // through. Otherwise the rule has room at `retry_at` (at least a
             // millisecond on, so a clock at the boundary cannot spin).
             let wake = match (held.reason, held.retry_at) {
-                (HoldReason::Limit | HoldReason::Pushback, Some(at)) if !self.is_cap(&held) => self
+                (HoldReason::Limit | HoldReason::Pushback, Some(at)) => self
                     .clock
                     .instant_at(at)
                     .max(Instant::now() + Duration::from_millis(1))
@@ -365,7 +365,11 @@ impl PacedProviders {
                                 provider: request.provider.clone(),
                                 rule: planned.rule.clone(),
                                 limit: planned.limit.to_string(),
-                                reason: HoldReason::Limit,
+                                reason: if is_cap {
+                                    HoldReason::Cap
+                                } else {
+                                    HoldReason::Limit
+                                },
                                 retry_at: retry_after.filter(|_| !is_cap).map(|r| now + r),
                                 at: now,
                             };
@@ -445,14 +449,6 @@ impl PacedProviders {
         }
     }
 
-    fn is_cap(&self, held: &Held) -> bool {
-        self.engine().config(&held.provider).is_some_and(|c| {
-            c.rules
-                .iter()
-                .any(|r| r.name == held.rule && !r.limit.is_rate())
-        })
-    }
-
     /// Whether the hold outlasts the deadline (a cap can free at any release).
     fn cannot_make_it(&self, held: &Held, deadline: Instant) -> bool {
         let now = Instant::now();
@@ -460,9 +456,7 @@ impl PacedProviders {
             return true;
         }
         match held.retry_at {
-            Some(at) if held.reason == HoldReason::Limit && !self.is_cap(held) => {
-                self.clock.instant_at(at) > deadline
-            }
+            Some(at) if held.reason == HoldReason::Limit => self.clock.instant_at(at) > deadline,
             Some(at) if held.reason == HoldReason::Pushback => self.clock.instant_at(at) > deadline,
             _ => false,
         }
@@ -471,7 +465,7 @@ impl PacedProviders {
     fn refusal(&self, held: Held) -> PacedRefusal {
         let retry_after = held
             .retry_after()
-            .filter(|_| !self.is_cap(&held))
+            .filter(|_| held.reason != HoldReason::Cap)
             .unwrap_or(PACED_RETRY)
             .max(Duration::from_millis(1));
         PacedRefusal::Held { held, retry_after }

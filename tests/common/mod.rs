@@ -286,6 +286,22 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// Whether `url` answers `status` within `limit` (polled).
+pub async fn answers_within(
+    http: &reqwest::Client,
+    url: &str,
+    status: u16,
+    limit: Duration,
+) -> bool {
+    eventually(limit, || async {
+        http.get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == status)
+    })
+    .await
+}
+
 /// Polls `check` every 10 ms until it returns true or `limit` passes.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where

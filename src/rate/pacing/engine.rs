@@ -70,6 +70,9 @@ pub struct Lease {
 pub enum HoldReason {
     /// A rule is full; `retry_at` is when it has room.
     Limit,
+    /// A concurrency cap is full: it has room at the next release, which no
+    /// clock can tell; `retry_at` is only its earliest lease expiry.
+    Cap,
     /// Backpressure paused the provider (HARD).
     Paused,
     /// The provider pushed back; nothing before the retry-after.
@@ -1088,7 +1091,7 @@ fn evaluate(
         }
         (Instance::Leases(expiries, held), Limit::Concurrency { max, .. }) => {
             let cap = scaled_count(*max, scale);
-            (u64::from(*held) >= cap).then(|| (HoldReason::Limit, expiries.keys().next().copied()))
+            (u64::from(*held) >= cap).then(|| (HoldReason::Cap, expiries.keys().next().copied()))
         }
         _ => None,
     }

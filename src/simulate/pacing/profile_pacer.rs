@@ -22,13 +22,6 @@ impl ProfilePacer {
         ProfilePacer { engine }
     }
 
-    /// Whether the rule named `rule` is a cap on requests in flight.
-    fn is_cap(&self, rule: &str) -> bool {
-        self.engine
-            .config("ibkr")
-            .is_some_and(|c| c.rules.iter().any(|r| r.name == rule && !r.limit.is_rate()))
-    }
-
     /// How a worker names `request` in its acquire: class, the contract as
     /// key, the whole query as fingerprint, `BID_ASK` as kind (its weight of
     /// two comes from the profile, not from the worker).
@@ -61,7 +54,7 @@ impl Pacer for ProfilePacer {
                 // time is only the earliest lease expiry). No known time at all
                 // (paused): after a second, as the API advises.
                 let wait = held.retry_after().unwrap_or(Duration::from_secs(1));
-                let wait = if self.is_cap(&held.rule) {
+                let wait = if held.reason == pacing::HoldReason::Cap {
                     wait.min(CAP_POLL)
                 } else {
                     wait
