@@ -5,11 +5,12 @@ use super::error::{ApiError, json_response};
 use crate::clock::unix_now;
 use crate::control::Outcome;
 use crate::feedback;
-use crate::rate::{AcquireRefusal, PacedRefusal, Refusal, pacing};
+use crate::rate::{AcquireRefusal, PacedGrant, PacedRefusal, Refusal, pacing};
 use crate::telemetry;
 use futures_util::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -27,7 +28,7 @@ pub(super) fn health() -> Response {
     response
 }
 
-pub(super) fn ready(ctx: Ctx) -> Response {
+pub(super) fn ready(ctx: Arc<Ctx>) -> Response {
     if ctx.is_ready() {
         json_response(&json!({"status": "ready"}), StatusCode::OK)
     } else {
@@ -35,7 +36,7 @@ pub(super) fn ready(ctx: Ctx) -> Response {
     }
 }
 
-pub(super) fn metrics(ctx: Ctx) -> Response {
+pub(super) fn metrics(ctx: Arc<Ctx>) -> Response {
     let mut response = Response::new(ctx.metrics.render().into());
     response.headers_mut().insert(
         "content-type",
@@ -116,7 +117,7 @@ where
 }
 
 /// `POST /feedback`: one event from the store.
-pub(super) async fn feedback(ctx: Ctx, body: Body) -> Response {
+pub(super) async fn feedback(ctx: Arc<Ctx>, body: Body) -> Response {
     let received = tokio::time::Instant::now();
     let result = async {
         let bytes = body.inspect_err(|e| ctx.metrics.reject(body_reason(e)))?;
@@ -207,14 +208,38 @@ fn one() -> u32 {
 const MAX_FIELD: usize = 256;
 
 /// `POST /api/v1/acquire`: rate tokens for an external worker.
-pub(super) async fn acquire(ctx: Ctx, body: Body) -> Response {
+pub(super) async fn acquire(ctx: Arc<Ctx>, body: Body) -> Response {
     match try_acquire(&ctx, body).await {
-        Ok(body) => json_response(&body, StatusCode::OK),
+        Ok((provider, tokens, grant)) => {
+            let lease = grant.lease.as_ref();
+            let body = Granted {
+                granted: true,
+                lease: lease.map(|(id, _)| id.as_str()),
+                lease_expires_ms: lease.map(|(_, expires_in)| expires_in.as_millis()),
+                provider: &provider,
+                tokens,
+                waited_ms: grant.waited.as_millis(),
+            };
+            json_response(&body, StatusCode::OK)
+        }
         Err(error) => error.into_response(),
     }
 }
 
-async fn try_acquire(ctx: &Ctx, body: Body) -> Result<serde_json::Value, ApiError> {
+/// A grant's answer, written straight from the fields (no JSON tree per request).
+#[derive(Serialize)]
+struct Granted<'a> {
+    granted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_expires_ms: Option<u128>,
+    provider: &'a str,
+    tokens: u32,
+    waited_ms: u128,
+}
+
+async fn try_acquire(ctx: &Ctx, body: Body) -> Result<(String, u32, PacedGrant), ApiError> {
     let request: AcquireRequest = serde_json::from_slice(&body?)
         .map_err(|e| ApiError::BadRequest(format!("body is not a valid acquire request: {e}")))?;
     for (field, value) in [
@@ -244,19 +269,7 @@ async fn try_acquire(ctx: &Ctx, body: Body) -> Result<serde_json::Value, ApiErro
     // The coordinator counts the outcome, once per request.
     let provider = wanted.provider.clone();
     match ctx.rates.acquire_request(&wanted, max_wait).await {
-        Ok(grant) => {
-            let mut body = json!({
-                "granted": true,
-                "provider": provider,
-                "tokens": wanted.tokens,
-                "waited_ms": grant.waited.as_millis(),
-            });
-            if let Some((lease, expires_in)) = grant.lease {
-                body["lease"] = json!(lease);
-                body["lease_expires_ms"] = json!(expires_in.as_millis());
-            }
-            Ok(body)
-        }
+        Ok(grant) => Ok((provider, wanted.tokens, grant)),
         Err(
             AcquireRefusal::Bucket(Refusal::Unknown) | AcquireRefusal::Paced(PacedRefusal::Unknown),
         ) => Err(ApiError::NotFound(format!("unknown provider {provider:?}"))),
@@ -294,7 +307,7 @@ struct ReleaseRequest {
 }
 
 /// `POST /api/v1/release`: a worker returns the lease of a finished request.
-pub(super) async fn release(ctx: Ctx, body: Body) -> Response {
+pub(super) async fn release(ctx: Arc<Ctx>, body: Body) -> Response {
     let result = async {
         let request: ReleaseRequest = serde_json::from_slice(&body?).map_err(|e| {
             ApiError::BadRequest(format!("body is not a valid release request: {e}"))
@@ -331,7 +344,7 @@ const MAX_PUSHBACK_HOLD: Duration = Duration::from_secs(24 * 3600);
 
 /// `POST /api/v1/pushback`: a worker reports the provider's own pushback
 /// (IBKR error 162, an HTTP 429); that class backs off at once.
-pub(super) async fn pushback(ctx: Ctx, body: Body) -> Response {
+pub(super) async fn pushback(ctx: Arc<Ctx>, body: Body) -> Response {
     let result = async {
         let request: PushbackRequest = serde_json::from_slice(&body?).map_err(|e| {
             ApiError::BadRequest(format!("body is not a valid pushback report: {e}"))
@@ -391,13 +404,13 @@ pub(super) async fn pushback(ctx: Ctx, body: Body) -> Response {
 }
 
 /// `GET /api/v1/state`.
-pub(super) fn state(ctx: Ctx) -> Response {
+pub(super) fn state(ctx: Arc<Ctx>) -> Response {
     json_response(&super::stream::state_json(&ctx), StatusCode::OK)
 }
 
 /// `DELETE /api/v1/coordinators/{id}`: forget a coordinator that is gone for
 /// good (its pod deleted); its level stops counting and its series go.
-pub(super) async fn forget_coordinator(id: String, ctx: Ctx) -> Response {
+pub(super) async fn forget_coordinator(id: String, ctx: Arc<Ctx>) -> Response {
     let result = async {
         let known = ctx
             .engine
@@ -421,7 +434,7 @@ pub(super) async fn forget_coordinator(id: String, ctx: Ctx) -> Response {
 }
 
 /// `GET /api/v1/history`.
-pub(super) fn history(ctx: Ctx) -> Response {
+pub(super) fn history(ctx: Arc<Ctx>) -> Response {
     json_response(
         &json!({"resolution_seconds": 1, "samples": ctx.engine.history()}),
         StatusCode::OK,

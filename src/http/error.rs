@@ -130,7 +130,7 @@ impl ApiError {
 }
 
 /// A JSON body with `status`.
-pub(super) fn json_response(body: &serde_json::Value, status: StatusCode) -> Response {
+pub(super) fn json_response(body: &impl serde::Serialize, status: StatusCode) -> Response {
     let reply = warp::reply::with_status(warp::reply::json(body), status);
     warp::reply::Reply::into_response(reply)
 }

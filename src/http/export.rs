@@ -5,6 +5,7 @@ use super::Ctx;
 use super::error::{ApiError, json_response};
 use crate::export::{ExportOptions, ExportedFile, render};
 use serde_json::json;
+use std::sync::Arc;
 use warp::http::{HeaderValue, StatusCode};
 use warp::path::Tail;
 use warp::reply::Response;
@@ -13,7 +14,7 @@ use warp::reply::Response;
 pub(super) const PREFIX: &str = "/api/v1/export/";
 
 /// The index (`tail` empty) or one exported file; 404 JSON for any other path.
-pub(super) fn serve(ctx: Ctx, tail: Tail) -> Response {
+pub(super) fn serve(ctx: Arc<Ctx>, tail: Tail) -> Response {
     let files = render(&ExportOptions::for_service(&ctx.config), &ctx.config);
     match tail.as_str().trim_end_matches('/') {
         "" => index(&files),

@@ -82,6 +82,8 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
     let forget_auth = writes("coordinators");
     let (release_auth, pushback_auth) = (writes("release"), writes("pushback"));
     let (metrics_auth, api_auth) = (reads("metrics"), reads("api"));
+    // One handle for every route: a request clones an `Arc`, not each field.
+    let ctx = Arc::new(ctx);
     let with_ctx = warp::any().map(move || ctx.clone());
     // HEAD wherever GET works (hyper sends the head without the body).
     let get = warp::get().or(warp::head()).unify();

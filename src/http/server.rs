@@ -64,9 +64,14 @@ fn ipv6_unavailable(error: &std::io::Error) -> bool {
 /// A TCP stream that fails with `TimedOut` once neither side has moved a byte
 /// for `timeout`: catches idle keep-alive connections and stalled uploads,
 /// while a stream that keeps writing (SSE) stays open.
+///
+/// A read or write only notes the time; the timer is moved when it fires
+/// early (the stream was busy since), so a request costs no timer update.
 struct IdleTimeout {
     inner: TcpStream,
     timeout: Duration,
+    /// When a byte last moved.
+    active: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -75,33 +80,33 @@ impl IdleTimeout {
         IdleTimeout {
             inner,
             timeout,
+            active: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(timeout)),
         }
     }
 
-    fn touch(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.timeout);
-    }
-
-    /// Maps a pending operation to an error once the deadline passed.
+    /// Maps a pending operation to an error once the stream was idle for
+    /// `timeout`.
     fn check<T>(
         &mut self,
         cx: &mut Context<'_>,
         pending: Poll<std::io::Result<T>>,
     ) -> Poll<std::io::Result<T>> {
-        match pending {
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+        if !pending.is_pending() {
+            self.active = Instant::now();
+            return pending;
+        }
+        while self.deadline.as_mut().poll(cx).is_ready() {
+            let due = self.active + self.timeout;
+            if due <= Instant::now() {
+                return Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "connection idle for too long",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
-            ready => {
-                self.touch();
-                ready
+                )));
             }
+            self.deadline.as_mut().reset(due);
         }
+        Poll::Pending
     }
 }
 
@@ -152,7 +157,7 @@ pub async fn serve<S, B>(
         + Send
         + 'static,
     S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -181,7 +186,7 @@ pub async fn serve<S, B>(
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
-        let hyper_service = hyper_util::service::TowerToHyperService::new(service.clone());
+        let hyper_service = PerConnection(std::sync::Mutex::new(service.clone()));
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -197,6 +202,57 @@ pub async fn serve<S, B>(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// One connection's copy of the service. hyper asks for each response with
+/// `&self`; a tower service needs `&mut self`, and hyper-util's adapter gets
+/// it by cloning the service (here the whole route tree, a handle per route)
+/// for every request. This clones it once per connection and calls it in
+/// place: HTTP/1 asks for one response at a time, so the lock is never
+/// contended. A service that is not ready at once is cloned and awaited.
+struct PerConnection<S>(std::sync::Mutex<S>);
+
+type Answer<S, R> = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    <S as tower_service::Service<R>>::Response,
+                    <S as tower_service::Service<R>>::Error,
+                >,
+            > + Send,
+    >,
+>;
+
+impl<S, R> hyper::service::Service<R> for PerConnection<S>
+where
+    S: tower_service::Service<R> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send,
+    S::Error: Send,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures_util::future::Either<S::Future, Answer<S, R>>;
+
+    fn call(&self, request: R) -> Self::Future {
+        use futures_util::future::Either;
+        let mut service = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match service.poll_ready(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(Ok(())) => Either::Left(service.call(request)),
+            Poll::Ready(Err(error)) => Either::Right(Box::pin(std::future::ready(Err(error)))),
+            Poll::Pending => {
+                let mut service = service.clone();
+                Either::Right(Box::pin(async move {
+                    std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+                    service.call(request).await
+                }))
+            }
+        }
+    }
 }
 
 /// Completes once `stop` turns true (or its sender is gone).

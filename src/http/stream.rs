@@ -3,6 +3,7 @@
 use super::Ctx;
 use serde_json::{Value, json};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use warp::Reply;
 use warp::reply::Response;
@@ -139,7 +140,7 @@ fn fallback_json(config: &crate::autoscale::AutoscaleConfig, current: u32) -> Va
 
 /// `GET /api/v1/stream`: a snapshot on every change and at least every second,
 /// ending when the service shuts down.
-pub(super) fn sse(ctx: Ctx) -> Response {
+pub(super) fn sse(ctx: Arc<Ctx>) -> Response {
     let mut changes = ctx.engine.snapshot.clone();
     changes.mark_changed();
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
