@@ -12,7 +12,6 @@ import datetime
 import http.client
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -20,16 +19,22 @@ import statistics
 import subprocess
 import sys
 import time
+import types
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-WRK_DIR = os.path.join(HERE, "wrk")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-MIB = 1024 * 1024
+import budget
+import curves
+import document
+from harness import (
+    HERE, MIB, STARTED, Server, free_port, fmt_mib, fmt_ms, fmt_rate, histogram,
+    histogram_quantile, log, machine, median_of, post_coordinators, proc_cpu_seconds,
+    proc_status, scrape, stop, stop_all, time_to_ready, tool_version, tree_size, verdict, wrk,
+)
 
 # Goals of issue 7.
 GOAL_METRICS_VS_PY = 30.0
 GOAL_HEALTH_VS_PY = 10.0
-GOAL_HEALTH_VS_WARP = 0.80
+GOAL_HEALTH_VS_WARP = 0.90
+GOAL_ACQUIRE_VS_WARP = 0.80  # local acquire, one provider, against bare warp's /health
 GOAL_FEEDBACK_RPS = 30_000
 GOAL_FEEDBACK_P99_US = 2_000
 GOAL_EVENT_P99_US = 50.0
@@ -37,217 +42,11 @@ GOAL_RSS_IDLE = 16 * MIB
 GOAL_RSS_LOAD = 32 * MIB
 GOAL_READY_MS = 50.0
 GOAL_SCRAPE_1000_MS = 5.0
-
-STARTED = []  # every process this driver started, killed at exit
-
-
-def log(message):
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- processes
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc, timeout=5.0):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc in STARTED:
-        STARTED.remove(proc)
-
-
-def stop_all():
-    for proc in list(STARTED):
-        stop(proc, timeout=2.0)
-
-
-def proc_status(pid):
-    """VmRSS and VmHWM in bytes."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
-
-
-def proc_cpu_seconds(pid):
-    """User + system CPU seconds of the whole process (all threads)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[0] is the state (field 3); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def http_status(port, path, timeout=1.0):
-    """Status code of one GET, or None when nothing answers yet."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(
-                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
-            )
-            head = b""
-            while b"\r\n" not in head:
-                chunk = s.recv(256)
-                if not chunk:
-                    return None
-                head += chunk
-            return int(head.split(b" ", 2)[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class Server:
-    """One long-running target: started once, loaded many times."""
-
-    def __init__(self, name, argv, port, ready_path, workdir, env=None):
-        self.name, self.argv, self.port = name, argv, port
-        self.ready_path, self.workdir, self.env = ready_path, workdir, env
-        self.proc = None
-
-    def start(self, timeout=30.0):
-        logfile = open(os.path.join(self.workdir, f"{self.name}.log"), "ab")
-        self.proc = subprocess.Popen(
-            self.argv, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.workdir,
-            env=self.env, stdin=subprocess.DEVNULL,
-        )
-        STARTED.append(self.proc)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {logfile.name}")
-            if http_status(self.port, self.ready_path) == 200:
-                return self
-            time.sleep(0.02)
-        raise RuntimeError(f"{self.name} not ready within {timeout}s")
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self):
-        if self.proc:
-            stop(self.proc)
-
-
-def time_to_ready(argv, port, path, workdir, env=None, timeout=20.0):
-    """Seconds from just before exec to the first 200 on `path` (polled every 0.5 ms)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=workdir, env=env, stdin=subprocess.DEVNULL)
-    STARTED.append(proc)
-    try:
-        while time.perf_counter() - t0 < timeout:
-            if http_status(port, path) == 200:
-                return time.perf_counter() - t0
-            if proc.poll() is not None:
-                raise RuntimeError(f"{argv[0]} exited with {proc.returncode} before ready")
-            time.sleep(0.0005)
-        raise RuntimeError(f"{argv[0]} not ready within {timeout}s")
-    finally:
-        stop(proc)
-
-
-# ---------------------------------------------------------------- wrk
-
-
-def wrk(url, script, args, pid=None, connections=None, duration=None, env=None):
-    """One bounded wrk run; returns req/s, latency percentiles (us), errors,
-    and the target's CPU seconds and RSS during the run."""
-    duration = duration or args.duration
-    connections = connections or args.connections
-    threads = min(args.threads, connections)
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-           "--timeout", "2s", "-s", script, url]
-    run_env = dict(os.environ, **(env or {}))
-    cpu0 = proc_cpu_seconds(pid) if pid else None
-    proc = subprocess.Popen(cmd, cwd=WRK_DIR, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=run_env)
-    STARTED.append(proc)
-    rss_samples = []
-    if pid:
-        for _ in range(max(1, int(duration * 2) - 1)):
-            time.sleep(0.5)
-            rss_samples.append(proc_status(pid)["VmRSS"])
-    try:
-        out, err = proc.communicate(timeout=duration + 30)
-    finally:
-        stop(proc)
-    cpu1 = proc_cpu_seconds(pid) if pid else None
-    match = re.search(r"^WRK_JSON (.*)$", out, re.M)
-    if not match:
-        raise RuntimeError(f"wrk produced no summary for {url}: {out}\n{err}")
-    r = json.loads(match.group(1))
-    seconds = r["duration_us"] / 1e6
-    result = {
-        "rps": r["requests"] / seconds,
-        "requests": r["requests"],
-        "p50_us": r["p50_us"], "p90_us": r["p90_us"], "p99_us": r["p99_us"],
-        "p999_us": r["p999_us"], "max_us": r["lat_max_us"],
-        "non2xx": r["status_errors"],
-        "socket_errors": r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"],
-        "bytes_per_req": r["bytes"] / max(1, r["requests"]),
-        # acquire_paced.lua returns each lease: its releases are counted apart.
-        "releases": r.get("releases", 0),
-        "acquire_rps": (r["requests"] - r.get("releases", 0)) / seconds,
-    }
-    if pid:
-        result["cpu_s"] = cpu1 - cpu0
-        result["cpu_us_per_req"] = (cpu1 - cpu0) / max(1, r["requests"]) * 1e6
-        result["cpu_us_per_acquire"] = ((cpu1 - cpu0) / max(1, r["requests"] - result["releases"])
-                                        * 1e6)
-        result["rss_max"] = max(rss_samples)
-    return result
-
-
-def scrape(port, path="/metrics"):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path)
-    body = conn.getresponse().read()
-    conn.close()
-    return body
-
-
-def histogram(text, name):
-    """Cumulative buckets {le: count} of one histogram in an exposition."""
-    buckets = {}
-    for m in re.finditer(name + r'_bucket\{le="([^"]+)"\} (\S+)', text):
-        buckets[float(m.group(1))] = float(m.group(2))
-    return buckets
-
-
-def histogram_quantile(before, after, q):
-    """(bucket upper bound, linear estimate) of quantile q of the observations
-    between two scrapes, as Prometheus' histogram_quantile computes it."""
-    bounds = sorted(after)
-    delta = [after[b] - before.get(b, 0.0) for b in bounds]
-    total = delta[-1]
-    if total <= 0:
-        return None, None
-    rank = q * total
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, count in zip(bounds, delta):
-        if count >= rank:
-            if bound == float("inf"):
-                return bound, lower_bound
-            share = (rank - lower_count) / max(count - lower_count, 1e-9)
-            return bound, lower_bound + (bound - lower_bound) * share
-        lower_bound, lower_count = bound, count
-    return None, None
+GOAL_EVENT_P50_US = 5.9  # no worse than the median recorded before
+GOAL_BINARY_MIB = 6
+# The /metrics req/s baseline (a figure from an earlier run, compared across
+# runs): bench/notes/baseline.json unless --metrics-baseline is given.
+BASELINE_FILE = os.path.join(HERE, "notes", "baseline.json")
 
 
 # ---------------------------------------------------------------- measurements
@@ -292,24 +91,6 @@ def load_rounds(plan, args):
                 f"non2xx {r['non2xx']}  errors {r['socket_errors']}")
             time.sleep(args.pause)
     return results
-
-
-def median_of(runs, key):
-    values = [r[key] for r in runs if r.get(key) is not None]
-    return statistics.median(values) if values else None
-
-
-def post_coordinators(port, n):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    for i in range(n):
-        body = json.dumps({"coordinator_id": f"store_{i:04d}", "queue_size": 100 + i,
-                           "capacity": 10000, "level": "ok"})
-        conn.request("POST", "/feedback", body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        response.read()
-        if response.status != 200:
-            raise RuntimeError(f"coordinator {i}: /feedback answered {response.status}")
-    conn.close()
 
 
 def measure_metrics_scaling(args, workdir, binaries):
@@ -447,38 +228,6 @@ def criterion_results(directory):
     return out
 
 
-def machine():
-    model = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        mem_kb = int(f.readline().split()[1])
-    return {"nproc": os.cpu_count(), "cpu": model, "memory_gib": mem_kb / 1024 / 1024,
-            "kernel": platform.release(), "load_before": os.getloadavg()}
-
-
-def tree_size(path):
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def tool_version(argv):
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        return (p.stdout + p.stderr).strip().splitlines()[0]
-    except (OSError, IndexError, subprocess.TimeoutExpired):
-        return "unknown"
-
-
 # ---------------------------------------------------------------- acquire with pacing rules
 
 # (target label, route, extra `mdp serve` arguments, what it measures)
@@ -550,34 +299,80 @@ def acquire_section(data, args):
     return L
 
 
-# ---------------------------------------------------------------- report
-
-
-def fmt_rate(v):
-    return "—" if v is None else f"{v:,.0f}"
-
-
-def fmt_ms(us):
-    return "—" if us is None else f"{us / 1e3:.2f}"
-
-
-def fmt_mib(b):
-    return "—" if b is None else f"{b / MIB:.1f}"
-
-
-def verdict(ok):
-    if ok is None:
-        return "not measured"
-    return "**met**" if ok else "**not met**"
+# The order of the sections in results.md.
+RESULTS_ORDER = ["title", "header", "goals", "throughput", "pacing", "curves", "budget", "memory",
+                 "metrics-scaling", "sse", "event", "compare", "criterion-acquire", "criterion",
+                 "command"]
 
 
 def report(data, args):
-    L = []
-    m = data["machine"]
-    L.append(f"# mdp benchmark — {data['when']}{' (smoke)' if args.smoke else ''}\n")
+    """results.md: every section in order."""
+    sections = dict(report_sections(data, args))
+    return "\n".join(line for key in RESULTS_ORDER for line in sections.get(key, []))
+
+
+def goals_section(data):
+    L = ["## Goals\n",
+         "Every goal, measured in this run unless the row says otherwise.\n",
+         "| goal | measured | target | verdict |", "|---|--:|--:|---|"]
+    for row in data["goals"]:
+        L.append(f"| {row['goal']} | {row['measured']} | {row['target']} | {verdict(row['ok'])} |")
+    L.append("")
+    return L
+
+
+def budget_section(data):
+    result = data.get("budget")
+    L = ["## Acquire with a shared budget\n"]
+    if not result or result.get("skipped"):
+        L.append(f"Not measured in this run: {(result or {}).get('skipped', 'not asked for')}.\n")
+        return L
+    L.append(f"`POST /api/v1/acquire` for one token of a provider no run can exhaust, "
+             f"`wrk -t{result['threads']} -c{result['connections']} -d{result['duration']}s` per "
+             f"path, one after the other in one run ([`bench/budget.py`](bench/budget.py)); "
+             f"{result['redis']}, on loopback, on the same cores as mdp and wrk. "
+             f"*Goal*: shared ≥ {budget.GOAL_SHARED_SHARE * 100:.0f} % of the ceiling.\n")
+    L.extend(budget.table(result))
+    L.append("")
+    return L
+
+
+CRITERION_ACQUIRE_GROUP = "acquire (bucket vs ibkr rules)/"
+
+
+def criterion_acquire_section(crit):
+    L = ["## Acquire in process (criterion)\n"]
+    rows = {k[len(CRITERION_ACQUIRE_GROUP):]: v for k, v in (crit or {}).items()
+            if k.startswith(CRITERION_ACQUIRE_GROUP)}
+    if not rows:
+        L.append("`cargo bench --bench hot_paths`, group `acquire (bucket vs ibkr rules)`: "
+                 "not run in this run.\n")
+        return L
+    L.append("`cargo bench --bench hot_paths`, group `acquire (bucket vs ibkr rules)` "
+             "([`benches/hot_paths.rs`](benches/hot_paths.rs)), median of criterion's estimate.\n")
+    L.append("| benchmark | median |")
+    L.append("|---|--:|")
+    for name, ns in sorted(rows.items()):
+        L.append(f"| {name} | {fmt_ns(ns)} |")
+    L.append("")
+    return L
+
+
+def fmt_ns(ns):
+    return f"{ns:.1f} ns" if ns < 1e3 else (f"{ns / 1e3:.2f} µs" if ns < 1e6 else f"{ns / 1e6:.2f} ms")
+
+
+def report_sections(data, args):
+    """[(key, Markdown lines)] in the order of results.md; BENCHMARKS.md
+    (bench/document.py) picks them by key and puts bench/notes/ between them."""
+    sections = []
+    L = [f"# mdp benchmark — {data['when']}{' (smoke)' if args.smoke else ''}\n"]
     if args.smoke:
         L.append("Smoke run: debug build, one second per target, no Python service. It checks "
                  "that the harness and every route work; its figures say nothing about the goals.\n")
+    sections.append(("title", L))
+    L = []
+    m = data["machine"]
     L.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']:.1f} GiB, "
              f"Linux {m['kernel']}; load average before the run "
              f"{' / '.join(f'{x:.2f}' for x in m['load_before'])}, after "
@@ -591,6 +386,8 @@ def report(data, args):
              + "".join(f"; {t} (`--compare`)" for t in data["targets"]
                        if t not in ("mdp", "Python", "bare warp")) + ".\n")
 
+    sections.append(("header", L))
+    L = []
     L.append("## Throughput and latency\n")
     L.append("| route | target | req/s (median) | req/s range | p50 ms | p90 ms | p99 ms "
              "| p99.9 ms | CPU µs/req | non-2xx | socket errors |")
@@ -608,16 +405,16 @@ def report(data, args):
         L.append(f"| `{route}` | Python | — | | | | | | | | {why} |")
     L.append("")
 
+    sections.append(("throughput", L))
+    L = []
     L.extend(acquire_section(data, args))
 
-    g = data["goals"]
-    L.append("## Ratios and goals (issue 7)\n")
-    L.append("| goal | measured | target | verdict |")
-    L.append("|---|--:|--:|---|")
-    for row in g:
-        L.append(f"| {row['goal']} | {row['measured']} | {row['target']} | {verdict(row['ok'])} |")
-    L.append("")
-
+    sections.append(("pacing", L))
+    sections.append(("goals", goals_section(data)))
+    if data.get("curves"):
+        sections.append(("curves", curves.section(data["curves"], args)))
+    sections.append(("budget", budget_section(data)))
+    L = []
     targets = data["targets"]
     L.append("## Memory, start-up, size\n")
     L.append("| | " + " | ".join(targets) + " |")
@@ -641,6 +438,8 @@ def report(data, args):
              + " | ".join(fmt_mib(sz.get(t)) for t in targets) + " |")
     L.append("")
 
+    sections.append(("memory", L))
+    L = []
     L.append("## `/metrics` cost as providers and coordinators grow\n")
     L.append(f"One mdp per size, started with N `--provider` flags, then N coordinators "
              f"posted. *Back to back*: `wrk -c1 -d{args.scale_duration}s` (one connection, so "
@@ -659,6 +458,8 @@ def report(data, args):
                  f"{fmt_mib(row['rss'])} |")
     L.append("")
 
+    sections.append(("metrics-scaling", L))
+    L = []
     if data.get("sse"):
         L.append("## SSE fan-out\n")
         L.append("| target | streams open | connected | window | events per stream per s | CPU s in the window (% of one core) | same, no stream open | RSS MiB |")
@@ -671,6 +472,8 @@ def report(data, args):
                      f"{sse['idle_cpu_s']:.2f} | {fmt_mib(sse['rss'])} |")
         L.append("")
 
+    sections.append(("sse", L))
+    L = []
     L.append("## Event → new scale\n")
     L.append("| target | measurement | p50 µs | p99 µs | p99.9 µs | max µs |")
     L.append("|---|---|--:|--:|--:|--:|")
@@ -694,6 +497,8 @@ def report(data, args):
                      f"(bucket ≤ {bound:g}) | | |")
     L.append("")
 
+    sections.append(("event", L))
+    L = []
     compared = [t for t in targets if t not in ("mdp", "Python", "bare warp")]
     for label in compared:
         L.append(f"## mdp against {label}\n")
@@ -709,17 +514,20 @@ def report(data, args):
                      f"{fmt_ms(median_of(runs, 'p99_us'))} | {fmt_ms(median_of(other, 'p99_us'))} |")
         L.append("")
 
+    sections.append(("compare", L))
+    L = []
     crit = data.get("criterion")
+    sections.append(("criterion-acquire", criterion_acquire_section(crit)))
     if crit:
         L.append("## Criterion (in process, median)\n")
         L.append("| benchmark | median |")
         L.append("|---|--:|")
         for name, ns in sorted(crit.items()):
-            value = f"{ns:.1f} ns" if ns < 1e3 else (f"{ns / 1e3:.2f} µs" if ns < 1e6 else f"{ns / 1e6:.2f} ms")
-            L.append(f"| {name} | {value} |")
+            L.append(f"| {name} | {fmt_ns(ns)} |")
         L.append("")
-    L.append(f"Command: `{data['command']}`\n")
-    return "\n".join(L)
+    sections.append(("criterion", L))
+    sections.append(("command", [f"Command: `{data['command']}`\n"]))
+    return sections
 
 
 def goals(data):
@@ -748,6 +556,19 @@ def goals(data):
                  "measured": "—" if health_warp is None else f"{health_warp * 100:.0f} %",
                  "target": f"≥ {GOAL_HEALTH_VS_WARP * 100:.0f} %",
                  "ok": None if health_warp is None else health_warp >= GOAL_HEALTH_VS_WARP})
+    acquire_warp = ratio(med("mdp", "POST /api/v1/acquire"), med("bare warp", "GET /health"))
+    rows.append({"goal": "`POST /api/v1/acquire` req/s (local bucket, one provider) vs bare warp "
+                         "`/health`",
+                 "measured": "—" if acquire_warp is None else f"{acquire_warp * 100:.0f} %",
+                 "target": f"≥ {GOAL_ACQUIRE_VS_WARP * 100:.0f} %",
+                 "ok": None if acquire_warp is None else acquire_warp >= GOAL_ACQUIRE_VS_WARP})
+    metrics_rps, baseline = med("mdp", "GET /metrics"), data.get("metrics_baseline") or {}
+    base_rps = baseline.get("rps")
+    rows.append({"goal": "`GET /metrics` req/s vs the recorded baseline (a cross-run comparison: "
+                         f"{baseline.get('source', 'no baseline given')})",
+                 "measured": fmt_rate(metrics_rps),
+                 "target": "—" if not base_rps else f"≥ {base_rps:,.0f}",
+                 "ok": None if metrics_rps is None or not base_rps else metrics_rps >= base_rps})
     fb_rps, fb_p99 = med("mdp", "POST /feedback"), med("mdp", "POST /feedback", "p99_us")
     rows.append({"goal": "`POST /feedback` events/s",
                  "measured": fmt_rate(fb_rps), "target": f"≥ {GOAL_FEEDBACK_RPS:,}",
@@ -762,6 +583,16 @@ def goals(data):
                  "measured": "—" if ev_p99 is None else f"{ev_p99:.1f} µs",
                  "target": f"< {GOAL_EVENT_P99_US:.0f} µs",
                  "ok": None if ev_p99 is None else ev_p99 < GOAL_EVENT_P99_US})
+    ev_p50 = ev["round_trip_us"]["p50"] if ev else None
+    rows.append({"goal": "event → new scale median, in process",
+                 "measured": "—" if ev_p50 is None else f"{ev_p50:.1f} µs",
+                 "target": f"≤ {GOAL_EVENT_P50_US} µs",
+                 "ok": None if ev_p50 is None else ev_p50 <= GOAL_EVENT_P50_US})
+    size = data.get("sizes", {}).get("mdp")
+    rows.append({"goal": f"binary size (the mdp benchmarked: {data['build']})",
+                 "measured": "—" if size is None else f"{size / MIB:.1f} MiB ({size:,} B)",
+                 "target": f"≤ {GOAL_BINARY_MIB} MiB",
+                 "ok": None if size is None else size <= GOAL_BINARY_MIB * MIB})
     mem = data["memory"].get("mdp", {})
     rows.append({"goal": "mdp RSS idle", "measured": f"{fmt_mib(mem.get('idle'))} MiB",
                  "target": f"< {GOAL_RSS_IDLE // MIB} MiB",
@@ -815,6 +646,22 @@ def goals(data):
                  "measured": "; ".join(shown) or "—",
                  "target": "linear",
                  "ok": flat(render) if render else (flat(http) if http else None)})
+    curve_goals = curves.verdicts(data.get("curves") or {})
+    for key, title in [("providers", "acquire cost against providers (flat within 2x)"),
+                       ("rules", "acquire cost against pacing rules (per rule within 2x)"),
+                       ("coordinators", "`/metrics` scrape cost against coordinators (marginal "
+                                        "flat within 2x)"),
+                       ("sse", "RSS against SSE streams (marginal flat within 2x)")]:
+        ok, measured = curve_goals.get(key, (None, "—"))
+        rows.append({"goal": f"cost curve: {title}", "measured": measured, "target": "linear",
+                     "ok": ok})
+    result = data.get("budget") or {}
+    share = budget.shared_share(result) if result.get("rows") else None
+    rows.append({"goal": "shared budget (`--budget-redis`) acquire req/s vs the Redis ceiling "
+                         "(`redis-benchmark` `EVALSHA` of the same script)",
+                 "measured": "—" if share is None else f"{share * 100:.0f} %",
+                 "target": f"≥ {budget.GOAL_SHARED_SHARE * 100:.0f} %",
+                 "ok": None if share is None else share >= budget.GOAL_SHARED_SHARE})
     return rows
 
 
@@ -851,6 +698,15 @@ def parse_args():
     p.add_argument("--compare", action="append", default=[], metavar="LABEL=DIR",
                    help="also load the mdp (and examples/event_latency) in this cargo "
                         "profile directory, e.g. before=/tmp/old/target/release")
+    p.add_argument("--curve-settle", type=float, default=2.0,
+                   help="seconds an SSE cost-curve server settles before each RSS reading")
+    p.add_argument("--no-budget", metavar="REASON",
+                   help="skip the shared-budget comparison (bench/budget.py), saying why")
+    p.add_argument("--metrics-baseline", type=float, metavar="REQ_PER_S",
+                   help="GET /metrics req/s to compare with (default: bench/notes/baseline.json)")
+    p.add_argument("--benchmarks-md", metavar="PATH",
+                   help="also write BENCHMARKS.md (the figures with bench/notes/ around them) "
+                        "to PATH; refused with --smoke")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--command", default=" ".join(sys.argv))
     args = p.parse_args()
@@ -858,7 +714,9 @@ def parse_args():
         args.duration, args.rounds, args.starts, args.python_starts = 1, 1, 3, 1
         args.scale_duration, args.sse_clients, args.sse_seconds = 1, 50, 2
         args.scale_iterations = 20
-        args.sizes, args.pause = "1,10,100", 0.2
+        args.sizes, args.pause, args.curve_settle = "1,10,100", 0.2, 0.5
+        if args.benchmarks_md:
+            p.error("--benchmarks-md is refused with --smoke: its figures say nothing")
     args.sizes = [int(s) for s in args.sizes.split(",")]
     # The servers run in the results directory: paths from the caller's.
     args.mdp, args.raised_rules = os.path.abspath(args.mdp), os.path.abspath(args.raised_rules)
@@ -992,11 +850,17 @@ def main():
         server.stop()
 
     data["scaling"] = measure_metrics_scaling(args, workdir, [(l, p) for l, p, _ in mdps])
+    data["curves"] = curves.measure(args, args.mdp, workdir, load_rounds)
+    data["budget"] = measure_budget(args, workdir)
     data["criterion"] = criterion_results(args.criterion_dir)
+    data["metrics_baseline"] = metrics_baseline(args)
     data["load_after"] = os.getloadavg()
     data["goals"] = goals(data)
 
     write_results(data, args, workdir, report(data, args))
+    if args.benchmarks_md:
+        document.write(args.benchmarks_md, dict(report_sections(data, args)))
+        log(f"wrote {args.benchmarks_md}")
 
     # Smoke mode guards the harness and the routes, not the goals: fail on
     # errors that mean something is broken.
@@ -1007,9 +871,40 @@ def main():
     for row in data["scaling"]:
         if row["non2xx"] or row["socket_errors"]:
             problems.append(f"{row['target']} /metrics at {row['n']}: errors")
+    problems += curves.problems(data["curves"])
+    for label, r in (data["budget"] or {}).get("rows", []):
+        if r["non2xx"]:
+            problems.append(f"budget {label}: {r['non2xx']} non-2xx")
     for p in problems:
         log(f"PROBLEM: {p}")
     return 1 if problems else 0
+
+
+def measure_budget(args, workdir):
+    """bench/budget.py's three paths, or why they were not measured."""
+    if args.no_budget:
+        return {"skipped": args.no_budget}
+    missing = budget.redis_tools_missing()
+    if missing:
+        return {"skipped": f"{missing} is not installed"}
+    budget_dir = os.path.join(workdir, "budget")
+    os.makedirs(budget_dir, exist_ok=True)
+    return budget.measure(types.SimpleNamespace(
+        mdp=args.mdp, duration=args.duration, connections=64, threads=2, smoke=args.smoke,
+        workdir=budget_dir))
+
+
+def metrics_baseline(args):
+    """{"rps", "source"}: --metrics-baseline, else bench/notes/baseline.json."""
+    if args.metrics_baseline:
+        return {"rps": args.metrics_baseline, "source": "`--metrics-baseline`"}
+    try:
+        with open(BASELINE_FILE) as f:
+            recorded = json.load(f)["metrics"]
+        return {"rps": float(recorded["rps"]), "source": recorded["source"]}
+    except (OSError, KeyError, ValueError) as error:
+        log(f"no /metrics baseline ({error})")
+        return {}
 
 
 def write_results(data, args, workdir, text):
