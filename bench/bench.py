@@ -700,6 +700,8 @@ def parse_args():
                         "profile directory, e.g. before=/tmp/old/target/release")
     p.add_argument("--curve-settle", type=float, default=2.0,
                    help="seconds an SSE cost-curve server settles before each RSS reading")
+    p.add_argument("--curve-events", type=int, default=200,
+                   help="feedback events timed at each size of the coordinators curve")
     p.add_argument("--no-budget", metavar="REASON",
                    help="skip the shared-budget comparison (bench/budget.py), saying why")
     p.add_argument("--metrics-baseline", type=float, metavar="REQ_PER_S",
@@ -714,7 +716,7 @@ def parse_args():
         args.duration, args.rounds, args.starts, args.python_starts = 1, 1, 3, 1
         args.scale_duration, args.sse_clients, args.sse_seconds = 1, 50, 2
         args.scale_iterations = 20
-        args.sizes, args.pause, args.curve_settle = "1,10,100", 0.2, 0.5
+        args.sizes, args.pause, args.curve_settle, args.curve_events = "1,10,100", 0.2, 0.5, 20
         if args.benchmarks_md:
             p.error("--benchmarks-md is refused with --smoke: its figures say nothing")
     args.sizes = [int(s) for s in args.sizes.split(",")]

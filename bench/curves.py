@@ -6,8 +6,11 @@ figures; the rule of each verdict is written in the table's caption.
 Called by bench.py (stdlib only).
 """
 
+import http.client
+import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -15,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from harness import (
     HERE, STARTED, Server, fmt_mib, fmt_ms, fmt_rate, free_port, log, median_of,
-    post_coordinators, proc_status, scrape, stop, verdict, wrk,
+    post_coordinators, proc_cpu_seconds, proc_status, scrape, stop, verdict, wrk,
 )
 
 # A verdict holds when the two figures it compares are within this factor.
@@ -151,6 +154,27 @@ def post_in_parallel(port, n, workers=4):
             done.result()
 
 
+def feedback_cost(port, pid, n, events):
+    """POST /feedback updating coordinators already tracked, one connection,
+    one at a time: (median µs per event, mdp CPU µs per event)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    times = []
+    cpu0 = proc_cpu_seconds(pid)
+    for i in range(events):
+        body = json.dumps({"coordinator_id": f"store_{i * 7919 % n:04d}", "queue_size": 200 + i,
+                           "capacity": 10000, "level": "ok"})
+        t0 = time.perf_counter()
+        conn.request("POST", "/feedback", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        times.append(time.perf_counter() - t0)
+        if response.status != 200:
+            raise RuntimeError(f"/feedback at {n} coordinators answered {response.status}")
+    cpu = proc_cpu_seconds(pid) - cpu0
+    conn.close()
+    return statistics.median(times) * 1e6, cpu / events * 1e6
+
+
 def coordinators_curve(args, binary, workdir):
     """(c) /metrics back to back on one connection, N coordinators posted."""
     out = []
@@ -164,6 +188,7 @@ def coordinators_curve(args, binary, workdir):
             post_in_parallel(port, n)
             posted_s = time.monotonic() - t0
             time.sleep(args.curve_settle)
+            event_us, event_cpu_us = feedback_cost(port, server.pid, n, args.curve_events)
             body = scrape(port)
             r = wrk(server.url("/metrics"), "get.lua", args, pid=server.pid, connections=1,
                     duration=args.scale_duration)
@@ -171,9 +196,11 @@ def coordinators_curve(args, binary, workdir):
             server.stop()
         row = {"n": n, "bytes": len(body), "rps": r["rps"], "p50_us": r["p50_us"],
                "p99_us": r["p99_us"], "cpu_us": r["cpu_us_per_req"], "non2xx": r["non2xx"],
+               "event_p50_us": event_us, "event_cpu_us": event_cpu_us,
                "socket_errors": r["socket_errors"]}
         log(f"curve /metrics at {n} coordinators ({posted_s:.1f} s to post): {len(body):,} bytes, "
-            f"p50 {r['p50_us']} us, p99 {r['p99_us']} us, {r['cpu_us_per_req']:.0f} CPU us/scrape")
+            f"p50 {r['p50_us']} us, p99 {r['p99_us']} us, {r['cpu_us_per_req']:.0f} CPU us/scrape; "
+            f"one feedback event {event_us:.0f} us, {event_cpu_us:.0f} CPU us")
         out.append(row)
     return out
 
@@ -318,15 +345,18 @@ def section(curves, args):
                  f"`coordinator_id`, then `wrk -t1 -c1 -d{args.scale_duration}s` on `/metrics` "
                  "(one connection: latency = service time; nothing changes between scrapes). "
                  "*Verdict rule*: linear: the CPU per scrape added per coordinator, between "
-                 f"consecutive sizes, flat within {WITHIN:g}x.\n")
+                 f"consecutive sizes, flat within {WITHIN:g}x. Shown beside it, not judged: "
+                 f"one `POST /feedback` updating a tracked coordinator at that size ({args.curve_events} "
+                 "events one at a time on one connection: median latency, mdp CPU per event).\n")
         L.append("| coordinators | bytes | scrapes/s | p50 ms | p99 ms | CPU µs/scrape | "
-                 "CPU ns/scrape per added coordinator |")
-        L.append("|--:|--:|--:|--:|--:|--:|--:|")
+                 "CPU ns/scrape per added coordinator | `POST /feedback` p50 ms | CPU µs/event |")
+        L.append("|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         m = [None] + marginals([(r["n"], r["cpu_us"] * 1e3) for r in rows])
         for r, marginal in zip(rows, m):
             L.append(f"| {r['n']:,} | {r['bytes']:,} | {r['rps']:,.0f} | {fmt_ms(r['p50_us'])} | "
                      f"{fmt_ms(r['p99_us'])} | {r['cpu_us']:.0f} | "
-                     f"{'—' if marginal is None else f'{marginal:.0f}'} |")
+                     f"{'—' if marginal is None else f'{marginal:.0f}'} | "
+                     f"{fmt_ms(r['event_p50_us'])} | {r['event_cpu_us']:.0f} |")
         L.append(f"\nVerdict: {v['coordinators'][1]}: {verdict(v['coordinators'][0])}.\n")
     rows = curves.get("sse") or []
     if rows:
