@@ -14,7 +14,8 @@
 #                            (release build of mdp alone, no venv, no criterion)
 #   --no-static              benchmark a plain `cargo build --release` instead of
 #                            the image's build (RUSTFLAGS="-C target-feature=+crt-static"
-#                            cargo build --release --locked --target x86_64-unknown-linux-gnu)
+#                            cargo build --release --locked --target <host triple>, as in
+#                            the Dockerfile), the default outside --smoke
 #
 # Extra arguments go to bench/bench.py (e.g. --rounds 3 --duration 5).
 # Environment: CARGO_TARGET_DIR (default ./target), BENCH_PYTHON (python3),
@@ -53,8 +54,9 @@ if ((smoke)); then
     build=debug
     cargo build --quiet "${targets[@]}"
 elif ((static)); then
-    # The image's build (Dockerfile): the figures are about the shipped binary.
-    triple=x86_64-unknown-linux-gnu
+    # The image's build (Dockerfile: the host's triple, x86_64-unknown-linux-gnu
+    # here): the figures are about the shipped binary.
+    triple=$(rustc -vV | sed -n 's/^host: //p')
     bin=$target_dir/$triple/release
     build="release, static: +crt-static, $triple, as the image builds it"
     RUSTFLAGS="-C target-feature=+crt-static" \
