@@ -39,6 +39,10 @@ def sizes(args):
             "coordinators": [10, 1000, 10000], "sse": [1, 100, 1000]}
 
 
+def plural(n, noun):
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def within(a, b, factor=WITHIN):
     """True when a and b are both positive and within `factor` of each other."""
     if a is None or b is None or a <= 0 or b <= 0:
@@ -80,7 +84,7 @@ def providers_curve(args, binary, workdir, load_rounds):
         extra = []
         for i in range(n):
             extra += ["--provider", f"p{i:04d}=1000000/s,burst=1000000"]
-        variants.append((f"{n} providers", extra))
+        variants.append((plural(n, "provider"), extra))
     servers = start_servers(binary, workdir, variants)
     plan = [(label, "POST /api/v1/acquire spread", servers[label], "/api/v1/acquire",
              "acquire_spread.lua", {"MDP_BENCH_PROVIDERS": str(n)})
@@ -127,7 +131,7 @@ def rules_curve(args, binary, workdir, load_rounds):
     for n in counts:
         path = os.path.join(workdir, f"ibkr-raised-{n}-rules.yaml")
         write_rule_variant(path, blocks, n)
-        variants.append((f"{n} rules", ["--providers-file", path]))
+        variants.append((plural(n, "rule"), ["--providers-file", path]))
     servers = start_servers(binary, workdir, variants)
     plan = [(label, "POST /api/v1/acquire paced", servers[label], "/api/v1/acquire",
              "acquire_paced.lua", None) for label, _ in variants]

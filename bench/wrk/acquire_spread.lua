@@ -1,6 +1,6 @@
 -- POST /api/v1/acquire for one token, spread round-robin over the providers
 -- p0000 .. p(N-1), N from the environment variable MDP_BENCH_PROVIDERS
--- (default 1); each wrk thread starts at a different provider.
+-- (default 1).
 dofile("report.lua")
 
 local requests = {}
@@ -13,7 +13,6 @@ function init(args)
          { ["Content-Type"] = "application/json" },
          string.format('{"provider":"p%04d","tokens":1}', i))
    end
-   n = math.random(0, count - 1)
 end
 
 function request()
