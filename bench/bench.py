@@ -12,7 +12,6 @@ import datetime
 import http.client
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -20,234 +19,22 @@ import statistics
 import subprocess
 import sys
 import time
+import types
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-WRK_DIR = os.path.join(HERE, "wrk")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-MIB = 1024 * 1024
+import budget
+import curves
+import document
+from acquire import acquire_section, start_acquire_servers
+from report import goals, report, report_sections
+from harness import (
+    HERE, STARTED, Server, free_port, histogram, histogram_quantile, log, machine,
+    post_coordinators, proc_cpu_seconds, proc_status, scrape, stop, stop_all, time_to_ready,
+    tool_version, tree_size, wrk,
+)
 
-# Goals of issue 7.
-GOAL_METRICS_VS_PY = 30.0
-GOAL_HEALTH_VS_PY = 10.0
-GOAL_HEALTH_VS_WARP = 0.80
-GOAL_FEEDBACK_RPS = 30_000
-GOAL_FEEDBACK_P99_US = 2_000
-GOAL_EVENT_P99_US = 50.0
-GOAL_RSS_IDLE = 16 * MIB
-GOAL_RSS_LOAD = 32 * MIB
-GOAL_READY_MS = 50.0
-GOAL_SCRAPE_1000_MS = 5.0
-
-STARTED = []  # every process this driver started, killed at exit
-
-
-def log(message):
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- processes
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc, timeout=5.0):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc in STARTED:
-        STARTED.remove(proc)
-
-
-def stop_all():
-    for proc in list(STARTED):
-        stop(proc, timeout=2.0)
-
-
-def proc_status(pid):
-    """VmRSS and VmHWM in bytes."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
-
-
-def proc_cpu_seconds(pid):
-    """User + system CPU seconds of the whole process (all threads)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[0] is the state (field 3); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def http_status(port, path, timeout=1.0):
-    """Status code of one GET, or None when nothing answers yet."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(
-                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
-            )
-            head = b""
-            while b"\r\n" not in head:
-                chunk = s.recv(256)
-                if not chunk:
-                    return None
-                head += chunk
-            return int(head.split(b" ", 2)[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class Server:
-    """One long-running target: started once, loaded many times."""
-
-    def __init__(self, name, argv, port, ready_path, workdir, env=None):
-        self.name, self.argv, self.port = name, argv, port
-        self.ready_path, self.workdir, self.env = ready_path, workdir, env
-        self.proc = None
-
-    def start(self, timeout=30.0):
-        logfile = open(os.path.join(self.workdir, f"{self.name}.log"), "ab")
-        self.proc = subprocess.Popen(
-            self.argv, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.workdir,
-            env=self.env, stdin=subprocess.DEVNULL,
-        )
-        STARTED.append(self.proc)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {logfile.name}")
-            if http_status(self.port, self.ready_path) == 200:
-                return self
-            time.sleep(0.02)
-        raise RuntimeError(f"{self.name} not ready within {timeout}s")
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self):
-        if self.proc:
-            stop(self.proc)
-
-
-def time_to_ready(argv, port, path, workdir, env=None, timeout=20.0):
-    """Seconds from just before exec to the first 200 on `path` (polled every 0.5 ms)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=workdir, env=env, stdin=subprocess.DEVNULL)
-    STARTED.append(proc)
-    try:
-        while time.perf_counter() - t0 < timeout:
-            if http_status(port, path) == 200:
-                return time.perf_counter() - t0
-            if proc.poll() is not None:
-                raise RuntimeError(f"{argv[0]} exited with {proc.returncode} before ready")
-            time.sleep(0.0005)
-        raise RuntimeError(f"{argv[0]} not ready within {timeout}s")
-    finally:
-        stop(proc)
-
-
-# ---------------------------------------------------------------- wrk
-
-
-def wrk(url, script, args, pid=None, connections=None, duration=None, env=None):
-    """One bounded wrk run; returns req/s, latency percentiles (us), errors,
-    and the target's CPU seconds and RSS during the run."""
-    duration = duration or args.duration
-    connections = connections or args.connections
-    threads = min(args.threads, connections)
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-           "--timeout", "2s", "-s", script, url]
-    run_env = dict(os.environ, **(env or {}))
-    cpu0 = proc_cpu_seconds(pid) if pid else None
-    proc = subprocess.Popen(cmd, cwd=WRK_DIR, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=run_env)
-    STARTED.append(proc)
-    rss_samples = []
-    if pid:
-        for _ in range(max(1, int(duration * 2) - 1)):
-            time.sleep(0.5)
-            rss_samples.append(proc_status(pid)["VmRSS"])
-    try:
-        out, err = proc.communicate(timeout=duration + 30)
-    finally:
-        stop(proc)
-    cpu1 = proc_cpu_seconds(pid) if pid else None
-    match = re.search(r"^WRK_JSON (.*)$", out, re.M)
-    if not match:
-        raise RuntimeError(f"wrk produced no summary for {url}: {out}\n{err}")
-    r = json.loads(match.group(1))
-    seconds = r["duration_us"] / 1e6
-    result = {
-        "rps": r["requests"] / seconds,
-        "requests": r["requests"],
-        "p50_us": r["p50_us"], "p90_us": r["p90_us"], "p99_us": r["p99_us"],
-        "p999_us": r["p999_us"], "max_us": r["lat_max_us"],
-        "non2xx": r["status_errors"],
-        "socket_errors": r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"],
-        "bytes_per_req": r["bytes"] / max(1, r["requests"]),
-        # acquire_paced.lua returns each lease: its releases are counted apart.
-        "releases": r.get("releases", 0),
-        "acquire_rps": (r["requests"] - r.get("releases", 0)) / seconds,
-    }
-    if pid:
-        result["cpu_s"] = cpu1 - cpu0
-        result["cpu_us_per_req"] = (cpu1 - cpu0) / max(1, r["requests"]) * 1e6
-        result["cpu_us_per_acquire"] = ((cpu1 - cpu0) / max(1, r["requests"] - result["releases"])
-                                        * 1e6)
-        result["rss_max"] = max(rss_samples)
-    return result
-
-
-def scrape(port, path="/metrics"):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path)
-    body = conn.getresponse().read()
-    conn.close()
-    return body
-
-
-def histogram(text, name):
-    """Cumulative buckets {le: count} of one histogram in an exposition."""
-    buckets = {}
-    for m in re.finditer(name + r'_bucket\{le="([^"]+)"\} (\S+)', text):
-        buckets[float(m.group(1))] = float(m.group(2))
-    return buckets
-
-
-def histogram_quantile(before, after, q):
-    """(bucket upper bound, linear estimate) of quantile q of the observations
-    between two scrapes, as Prometheus' histogram_quantile computes it."""
-    bounds = sorted(after)
-    delta = [after[b] - before.get(b, 0.0) for b in bounds]
-    total = delta[-1]
-    if total <= 0:
-        return None, None
-    rank = q * total
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, count in zip(bounds, delta):
-        if count >= rank:
-            if bound == float("inf"):
-                return bound, lower_bound
-            share = (rank - lower_count) / max(count - lower_count, 1e-9)
-            return bound, lower_bound + (bound - lower_bound) * share
-        lower_bound, lower_count = bound, count
-    return None, None
+# The /metrics req/s baseline (a figure from an earlier run, compared across
+# runs): bench/notes/baseline.json unless --metrics-baseline is given.
+BASELINE_FILE = os.path.join(HERE, "notes", "baseline.json")
 
 
 # ---------------------------------------------------------------- measurements
@@ -292,24 +79,6 @@ def load_rounds(plan, args):
                 f"non2xx {r['non2xx']}  errors {r['socket_errors']}")
             time.sleep(args.pause)
     return results
-
-
-def median_of(runs, key):
-    values = [r[key] for r in runs if r.get(key) is not None]
-    return statistics.median(values) if values else None
-
-
-def post_coordinators(port, n):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    for i in range(n):
-        body = json.dumps({"coordinator_id": f"store_{i:04d}", "queue_size": 100 + i,
-                           "capacity": 10000, "level": "ok"})
-        conn.request("POST", "/feedback", body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        response.read()
-        if response.status != 200:
-            raise RuntimeError(f"coordinator {i}: /feedback answered {response.status}")
-    conn.close()
 
 
 def measure_metrics_scaling(args, workdir, binaries):
@@ -447,375 +216,6 @@ def criterion_results(directory):
     return out
 
 
-def machine():
-    model = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        mem_kb = int(f.readline().split()[1])
-    return {"nproc": os.cpu_count(), "cpu": model, "memory_gib": mem_kb / 1024 / 1024,
-            "kernel": platform.release(), "load_before": os.getloadavg()}
-
-
-def tree_size(path):
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def tool_version(argv):
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        return (p.stdout + p.stderr).strip().splitlines()[0]
-    except (OSError, IndexError, subprocess.TimeoutExpired):
-        return "unknown"
-
-
-# ---------------------------------------------------------------- acquire with pacing rules
-
-# (target label, route, extra `mdp serve` arguments, what it measures)
-ACQUIRE_ROUTE = "POST /api/v1/acquire historical"
-
-
-def acquire_targets(args):
-    return [
-        ("bucket", ACQUIRE_ROUTE, ["--provider", "ibkr=1000000/s,burst=1000000"],
-         "one token bucket (`--provider ibkr=1000000/s,burst=1000000`): every request granted"),
-        ("ibkr rules, raised", ACQUIRE_ROUTE, ["--providers-file", args.raised_rules],
-         "the ibkr profile's six rules with their counts raised so none holds "
-         "(`--providers-file bench/ibkr-raised.yaml`): every request granted, "
-         "each lease returned"),
-        ("ibkr profile", ACQUIRE_ROUTE + " (429)", ["--provider-profile", "ibkr"],
-         "the real profile at its real limits (`--provider-profile ibkr`): "
-         "after the first grants nearly every request is refused (429)"),
-    ]
-
-
-def start_acquire_servers(args, binary, workdir):
-    """One mdp per acquire target, all started before the first round."""
-    servers, plan = {}, []
-    for label, route, extra, _ in acquire_targets(args):
-        port = free_port()
-        argv = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--log", "warn", *extra]
-        name = "acquire-" + re.sub(r"[^a-z0-9]+", "-", label)
-        servers[label] = Server(name, argv, port, "/ready", workdir).start()
-        plan.append((label, route, servers[label], "/api/v1/acquire", "acquire_paced.lua", None))
-    return servers, plan
-
-
-def acquire_section(data, args):
-    load = data["load"]
-    L = ["## Acquire with pacing rules\n"]
-    L.append("`POST /api/v1/acquire` of an IBKR historical-data request (`class` historical, "
-             "100 contracts as `key`, 1000 requests as `fingerprint`, kind TRADES; "
-             "`bench/wrk/acquire_paced.lua`), the same script against three mdp servers run "
-             f"side by side, interleaved over {args.rounds} round(s) of `wrk -t{args.threads} "
-             f"-c{args.connections} -d{args.duration}s` (order rotating each round, so every "
-             "target sees the same load from the rest of the machine); medians over rounds. "
-             "A grant's lease is returned by the script's next request (`POST /api/v1/release`), "
-             "as a worker does: acquires/s counts acquires only, requests/s and the latencies "
-             "count both, CPU per acquire includes its release.\n")
-    for label, _, _, what in acquire_targets(args):
-        L.append(f"- **{label}**: {what}")
-    L.append("")
-    L.append("| target | acquires/s (median) | range | requests/s | p50 ms | p99 ms | p99.9 ms "
-             "| CPU µs/acquire | non-2xx | acquires/s vs bucket | p99 vs bucket |")
-    L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    base = load.get(("bucket", ACQUIRE_ROUTE))
-    base_rps = median_of(base, "acquire_rps") if base else None
-    base_p99 = median_of(base, "p99_us") if base else None
-    for label, route, _, _ in acquire_targets(args):
-        runs = load.get((label, route))
-        if not runs:
-            continue
-        rps = [r["acquire_rps"] for r in runs]
-        a_rps, p99 = median_of(runs, "acquire_rps"), median_of(runs, "p99_us")
-        L.append(
-            f"| {label} | {fmt_rate(a_rps)} | {min(rps):,.0f}–{max(rps):,.0f} | "
-            f"{fmt_rate(median_of(runs, 'rps'))} | {fmt_ms(median_of(runs, 'p50_us'))} | "
-            f"{fmt_ms(p99)} | {fmt_ms(median_of(runs, 'p999_us'))} | "
-            f"{median_of(runs, 'cpu_us_per_acquire') or 0:.1f} | "
-            f"{sum(r['non2xx'] for r in runs):,} | "
-            f"{'—' if not base_rps else f'{a_rps / base_rps * 100:.0f} %'} | "
-            f"{'—' if not base_p99 else f'{p99 / base_p99:.2f}x'} |")
-    L.append("")
-    return L
-
-
-# ---------------------------------------------------------------- report
-
-
-def fmt_rate(v):
-    return "—" if v is None else f"{v:,.0f}"
-
-
-def fmt_ms(us):
-    return "—" if us is None else f"{us / 1e3:.2f}"
-
-
-def fmt_mib(b):
-    return "—" if b is None else f"{b / MIB:.1f}"
-
-
-def verdict(ok):
-    if ok is None:
-        return "not measured"
-    return "**met**" if ok else "**not met**"
-
-
-def report(data, args):
-    L = []
-    m = data["machine"]
-    L.append(f"# mdp benchmark — {data['when']}{' (smoke)' if args.smoke else ''}\n")
-    if args.smoke:
-        L.append("Smoke run: debug build, one second per target, no Python service. It checks "
-                 "that the harness and every route work; its figures say nothing about the goals.\n")
-    L.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']:.1f} GiB, "
-             f"Linux {m['kernel']}; load average before the run "
-             f"{' / '.join(f'{x:.2f}' for x in m['load_before'])}, after "
-             f"{' / '.join(f'{x:.2f}' for x in data['load_after'])}.  ")
-    L.append(f"Load: `wrk -t{args.threads} -c{args.connections} -d{args.duration}s`, "
-             f"{args.rounds} round(s), targets interleaved (order rotates each round); "
-             f"figures are medians over rounds. {data['wrk_version']}.  ")
-    L.append(f"Targets: mdp `{data['build']}` build; Python service "
-             f"{data['python'].get('label', '—')}; bare warp (`examples/bare_warp.rs`, "
-             f"the loopback ceiling)"
-             + "".join(f"; {t} (`--compare`)" for t in data["targets"]
-                       if t not in ("mdp", "Python", "bare warp")) + ".\n")
-
-    L.append("## Throughput and latency\n")
-    L.append("| route | target | req/s (median) | req/s range | p50 ms | p90 ms | p99 ms "
-             "| p99.9 ms | CPU µs/req | non-2xx | socket errors |")
-    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for (target, route), runs in data["load"].items():
-        rps = [r["rps"] for r in runs]
-        L.append(
-            f"| `{route}` | {target} | {fmt_rate(median_of(runs, 'rps'))} | "
-            f"{min(rps):,.0f}–{max(rps):,.0f} | {fmt_ms(median_of(runs, 'p50_us'))} | "
-            f"{fmt_ms(median_of(runs, 'p90_us'))} | {fmt_ms(median_of(runs, 'p99_us'))} | "
-            f"{fmt_ms(median_of(runs, 'p999_us'))} | "
-            f"{median_of(runs, 'cpu_us_per_req') or 0:.1f} | "
-            f"{sum(r['non2xx'] for r in runs)} | {sum(r['socket_errors'] for r in runs)} |")
-    for route, why in data["python"].get("missing_routes", {}).items():
-        L.append(f"| `{route}` | Python | — | | | | | | | | {why} |")
-    L.append("")
-
-    L.extend(acquire_section(data, args))
-
-    g = data["goals"]
-    L.append("## Ratios and goals (issue 7)\n")
-    L.append("| goal | measured | target | verdict |")
-    L.append("|---|--:|--:|---|")
-    for row in g:
-        L.append(f"| {row['goal']} | {row['measured']} | {row['target']} | {verdict(row['ok'])} |")
-    L.append("")
-
-    targets = data["targets"]
-    L.append("## Memory, start-up, size\n")
-    L.append("| | " + " | ".join(targets) + " |")
-    L.append("|---|" + "--:|" * len(targets))
-    mem = data["memory"]
-    for key, title in [("idle", "RSS idle (VmRSS, 2 s after ready), MiB"),
-                       ("load", "RSS under load (max VmRSS sampled during the wrk runs), MiB"),
-                       ("hwm", "peak RSS over the whole run (VmHWM; mdp: includes the SSE fan-out), MiB")]:
-        L.append(f"| {title} | " + " | ".join(fmt_mib(mem.get(t, {}).get(key)) for t in targets) + " |")
-    st = data["startup"]
-
-    def start_cell(t):
-        s = st.get(t)
-        if not s:
-            return "—"
-        return f"{s['median_ms']:.1f} ({s['min_ms']:.1f}–{s['max_ms']:.1f}, n={s['n']}, `{s['path']}`)"
-    L.append("| exec → first 200, ms: median (min–max, starts, route) | "
-             + " | ".join(start_cell(t) for t in targets) + " |")
-    sz = data["sizes"]
-    L.append("| on disk, MiB (binary; Python: the venv) | "
-             + " | ".join(fmt_mib(sz.get(t)) for t in targets) + " |")
-    L.append("")
-
-    L.append("## `/metrics` cost as providers and coordinators grow\n")
-    L.append(f"One mdp per size, started with N `--provider` flags, then N coordinators "
-             f"posted. *Back to back*: `wrk -c1 -d{args.scale_duration}s` (one connection, so "
-             f"latency = service time; nothing changes between scrapes). *After a change*: "
-             f"{args.scale_iterations} times, one feedback event then one scrape, timed to the "
-             f"first byte of the answer (mdp encodes the whole body first); this is what a "
-             f"Prometheus scrape every 15 s costs. CPU after a change includes the event.\n")
-    L.append("| target | providers = coordinators | series | bytes | back to back: scrapes/s | p50 ms | p99 ms | CPU µs/scrape "
-             "| after a change: p50 ms | p99 ms | CPU µs | CPU ns/series | peak RSS MiB |")
-    L.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for row in sorted(data["scaling"], key=lambda r: (targets.index(r["target"]), r["n"])):
-        L.append(f"| {row['target']} | {row['n']} | {row['series']:,} | {row['bytes']:,} | {row['rps']:,.0f} | "
-                 f"{fmt_ms(row['p50_us'])} | {fmt_ms(row['p99_us'])} | {row['cpu_us_per_req']:.0f} | "
-                 f"{fmt_ms(row['changed_p50_us'])} | {fmt_ms(row['changed_p99_us'])} | "
-                 f"{row['changed_cpu_us']:.0f} | {row['changed_cpu_us'] * 1e3 / row['series']:.0f} | "
-                 f"{fmt_mib(row['rss'])} |")
-    L.append("")
-
-    if data.get("sse"):
-        L.append("## SSE fan-out\n")
-        L.append("| target | streams open | connected | window | events per stream per s | CPU s in the window (% of one core) | same, no stream open | RSS MiB |")
-        L.append("|---|--:|--:|--:|--:|--:|--:|--:|")
-        for sse in data["sse"]:
-            rate = sse.get("events_per_stream_s")
-            L.append(f"| {sse['target']} | {sse['clients']} | {sse['connected']} | {sse['window_s']} s | "
-                     f"{'—' if rate is None else f'{rate:.2f}'} | "
-                     f"{sse['cpu_s']:.2f} ({sse['cpu_s'] / sse['window_s'] * 100:.1f} %) | "
-                     f"{sse['idle_cpu_s']:.2f} | {fmt_mib(sse['rss'])} |")
-        L.append("")
-
-    L.append("## Event → new scale\n")
-    L.append("| target | measurement | p50 µs | p99 µs | p99.9 µs | max µs |")
-    L.append("|---|---|--:|--:|--:|--:|")
-    for label, ev in data.get("event_latency", {}).items():
-        rt = ev["round_trip_us"]
-        L.append(f"| {label} | in process, every event changes the scale ({ev['events']:,} events, "
-                 f"`examples/event_latency.rs`: a runtime task sends, the loop applies, the reply is back) | {rt['p50']:.1f} | "
-                 f"{rt['p99']:.1f} | {rt['p999']:.1f} | {rt['max']:.1f} |")
-    for label in targets:
-        fb = data["load"].get((label, "POST /feedback"))
-        if not fb:
-            continue
-        p50 = [r["hist_p50"][1] for r in fb if r.get("hist_p50") and r["hist_p50"][1] is not None]
-        p99 = [r["hist_p99"] for r in fb if r.get("hist_p99") and r["hist_p99"][0] is not None]
-        if p99 and p50:
-            bound = statistics.median(b for b, _ in p99) * 1e6
-            est = statistics.median(e for _, e in p99) * 1e6
-            L.append(f"| {label} | under the `POST /feedback` load (the service's own histogram "
-                     f"`mdp_feedback_event_to_scale_seconds`: handler start → scale in force, "
-                     f"queueing included) | {statistics.median(p50) * 1e6:.1f} | {est:.1f} "
-                     f"(bucket ≤ {bound:g}) | | |")
-    L.append("")
-
-    compared = [t for t in targets if t not in ("mdp", "Python", "bare warp")]
-    for label in compared:
-        L.append(f"## mdp against {label}\n")
-        L.append(f"| route | mdp req/s | {label} req/s | ratio | mdp CPU µs/req | {label} CPU µs/req | mdp p99 ms | {label} p99 ms |")
-        L.append("|---|--:|--:|--:|--:|--:|--:|--:|")
-        for (target, route), runs in data["load"].items():
-            if target != "mdp" or (label, route) not in data["load"]:
-                continue
-            other = data["load"][(label, route)]
-            a, b = median_of(runs, "rps"), median_of(other, "rps")
-            L.append(f"| `{route}` | {fmt_rate(a)} | {fmt_rate(b)} | {a / b:.2f}x | "
-                     f"{median_of(runs, 'cpu_us_per_req'):.1f} | {median_of(other, 'cpu_us_per_req'):.1f} | "
-                     f"{fmt_ms(median_of(runs, 'p99_us'))} | {fmt_ms(median_of(other, 'p99_us'))} |")
-        L.append("")
-
-    crit = data.get("criterion")
-    if crit:
-        L.append("## Criterion (in process, median)\n")
-        L.append("| benchmark | median |")
-        L.append("|---|--:|")
-        for name, ns in sorted(crit.items()):
-            value = f"{ns:.1f} ns" if ns < 1e3 else (f"{ns / 1e3:.2f} µs" if ns < 1e6 else f"{ns / 1e6:.2f} ms")
-            L.append(f"| {name} | {value} |")
-        L.append("")
-    L.append(f"Command: `{data['command']}`\n")
-    return "\n".join(L)
-
-
-def goals(data):
-    load = data["load"]
-
-    def med(target, route, key="rps"):
-        runs = load.get((target, route))
-        return median_of(runs, key) if runs else None
-
-    def ratio(a, b):
-        return a / b if a is not None and b else None
-
-    rows = []
-    metrics_ratio = ratio(med("mdp", "GET /metrics"), med("Python", "GET /metrics"))
-    rows.append({"goal": "`/metrics` req/s vs Python",
-                 "measured": "—" if metrics_ratio is None else f"{metrics_ratio:.1f}x",
-                 "target": f"≥ {GOAL_METRICS_VS_PY:.0f}x",
-                 "ok": None if metrics_ratio is None else metrics_ratio >= GOAL_METRICS_VS_PY})
-    health_py = ratio(med("mdp", "GET /health"), med("Python", "GET /health"))
-    rows.append({"goal": "`/health` req/s vs Python",
-                 "measured": "—" if health_py is None else f"{health_py:.1f}x",
-                 "target": f"≥ {GOAL_HEALTH_VS_PY:.0f}x",
-                 "ok": None if health_py is None else health_py >= GOAL_HEALTH_VS_PY})
-    health_warp = ratio(med("mdp", "GET /health"), med("bare warp", "GET /health"))
-    rows.append({"goal": "`/health` req/s vs bare warp",
-                 "measured": "—" if health_warp is None else f"{health_warp * 100:.0f} %",
-                 "target": f"≥ {GOAL_HEALTH_VS_WARP * 100:.0f} %",
-                 "ok": None if health_warp is None else health_warp >= GOAL_HEALTH_VS_WARP})
-    fb_rps, fb_p99 = med("mdp", "POST /feedback"), med("mdp", "POST /feedback", "p99_us")
-    rows.append({"goal": "`POST /feedback` events/s",
-                 "measured": fmt_rate(fb_rps), "target": f"≥ {GOAL_FEEDBACK_RPS:,}",
-                 "ok": None if fb_rps is None else fb_rps >= GOAL_FEEDBACK_RPS})
-    rows.append({"goal": "`POST /feedback` p99 latency (wrk)",
-                 "measured": "—" if fb_p99 is None else f"{fb_p99 / 1e3:.2f} ms",
-                 "target": f"< {GOAL_FEEDBACK_P99_US / 1e3:.0f} ms",
-                 "ok": None if fb_p99 is None else fb_p99 < GOAL_FEEDBACK_P99_US})
-    ev = data.get("event_latency", {}).get("mdp")
-    ev_p99 = ev["round_trip_us"]["p99"] if ev else None
-    rows.append({"goal": "event → new scale p99, in process",
-                 "measured": "—" if ev_p99 is None else f"{ev_p99:.1f} µs",
-                 "target": f"< {GOAL_EVENT_P99_US:.0f} µs",
-                 "ok": None if ev_p99 is None else ev_p99 < GOAL_EVENT_P99_US})
-    mem = data["memory"].get("mdp", {})
-    rows.append({"goal": "mdp RSS idle", "measured": f"{fmt_mib(mem.get('idle'))} MiB",
-                 "target": f"< {GOAL_RSS_IDLE // MIB} MiB",
-                 "ok": None if mem.get("idle") is None else mem["idle"] < GOAL_RSS_IDLE})
-    peak = mem.get("hwm")
-    rows.append({"goal": "mdp RSS under load (peak over the run)",
-                 "measured": f"{fmt_mib(peak)} MiB", "target": f"< {GOAL_RSS_LOAD // MIB} MiB",
-                 "ok": None if peak is None else peak < GOAL_RSS_LOAD})
-    st = data["startup"].get("mdp")
-    rows.append({"goal": "mdp exec → `/ready` 200 (median; max in brackets)",
-                 "measured": "—" if not st else f"{st['median_ms']:.1f} ms ({st['max_ms']:.1f})",
-                 "target": f"< {GOAL_READY_MS:.0f} ms",
-                 "ok": None if not st else st["median_ms"] < GOAL_READY_MS})
-    scaling = {row["n"]: row for row in data["scaling"] if row["target"] == "mdp"}
-    big = scaling.get(1000)
-    worst = None if not big else max(big["p99_us"], big["changed_p99_us"])
-    rows.append({"goal": "`/metrics` scrape at 1000 providers + 1000 coordinators (p99, the worse "
-                         "of back to back and after a change)",
-                 "measured": "—" if not big else f"{worst / 1e3:.2f} ms",
-                 "target": f"< {GOAL_SCRAPE_1000_MS:.0f} ms",
-                 "ok": None if not big else worst / 1e3 < GOAL_SCRAPE_1000_MS})
-    # Linear in series: the cost of each added series stays flat from one size
-    # to the next. Judged on the in-process render (criterion) when it ran,
-    # shown also over HTTP (time to first byte after a change, which adds the
-    # copy of a body that outgrows the CPU caches at 1000).
-    sizes = sorted(scaling)
-    crit = data.get("criterion") or {}
-    group = "telemetry/render after a change (N providers + N coordinators)/"
-
-    def marginals(cost):
-        out = []
-        for a, b in zip(sizes[1:], sizes[2:]):
-            if cost(a) is None or cost(b) is None:
-                return None
-            out.append((cost(b) - cost(a)) / (scaling[b]["series"] - scaling[a]["series"]))
-        return out or None
-
-    render = marginals(lambda n: crit.get(f"{group}{n}"))  # ns per series
-    http = marginals(lambda n: scaling[n]["changed_p50_us"] * 1e3)
-
-    def flat(m):
-        return m is not None and min(m) > 0 and max(m) / min(m) <= 2.0
-
-    shown = []
-    if render:
-        shown.append("render " + " → ".join(f"{m:.0f}" for m in render) + " ns")
-    if http:
-        shown.append("HTTP " + " → ".join(f"{m:.0f}" for m in http) + " ns")
-    rows.append({"goal": "`/metrics` cost linear in series (cost per added series between "
-                         "consecutive sizes flat within 2x; verdict on the render when criterion ran)",
-                 "measured": "; ".join(shown) or "—",
-                 "target": "linear",
-                 "ok": flat(render) if render else (flat(http) if http else None)})
-    return rows
 
 
 # ---------------------------------------------------------------- main
@@ -851,6 +251,17 @@ def parse_args():
     p.add_argument("--compare", action="append", default=[], metavar="LABEL=DIR",
                    help="also load the mdp (and examples/event_latency) in this cargo "
                         "profile directory, e.g. before=/tmp/old/target/release")
+    p.add_argument("--curve-settle", type=float, default=2.0,
+                   help="seconds an SSE cost-curve server settles before each RSS reading")
+    p.add_argument("--curve-events", type=int, default=200,
+                   help="feedback events timed at each size of the coordinators curve")
+    p.add_argument("--no-budget", metavar="REASON",
+                   help="skip the shared-budget comparison (bench/budget.py), saying why")
+    p.add_argument("--metrics-baseline", type=float, metavar="REQ_PER_S",
+                   help="GET /metrics req/s to compare with (default: bench/notes/baseline.json)")
+    p.add_argument("--benchmarks-md", metavar="PATH",
+                   help="also write BENCHMARKS.md (the figures with bench/notes/ around them) "
+                        "to PATH; refused with --smoke")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--command", default=" ".join(sys.argv))
     args = p.parse_args()
@@ -858,7 +269,9 @@ def parse_args():
         args.duration, args.rounds, args.starts, args.python_starts = 1, 1, 3, 1
         args.scale_duration, args.sse_clients, args.sse_seconds = 1, 50, 2
         args.scale_iterations = 20
-        args.sizes, args.pause = "1,10,100", 0.2
+        args.sizes, args.pause, args.curve_settle, args.curve_events = "1,10,100", 0.2, 0.5, 20
+        if args.benchmarks_md:
+            p.error("--benchmarks-md is refused with --smoke: its figures say nothing")
     args.sizes = [int(s) for s in args.sizes.split(",")]
     # The servers run in the results directory: paths from the caller's.
     args.mdp, args.raised_rules = os.path.abspath(args.mdp), os.path.abspath(args.raised_rules)
@@ -992,11 +405,17 @@ def main():
         server.stop()
 
     data["scaling"] = measure_metrics_scaling(args, workdir, [(l, p) for l, p, _ in mdps])
+    data["curves"] = curves.measure(args, args.mdp, workdir, load_rounds)
+    data["budget"] = measure_budget(args, workdir)
     data["criterion"] = criterion_results(args.criterion_dir)
+    data["metrics_baseline"] = metrics_baseline(args)
     data["load_after"] = os.getloadavg()
     data["goals"] = goals(data)
 
     write_results(data, args, workdir, report(data, args))
+    if args.benchmarks_md:
+        document.write(args.benchmarks_md, dict(report_sections(data, args)))
+        log(f"wrote {args.benchmarks_md}")
 
     # Smoke mode guards the harness and the routes, not the goals: fail on
     # errors that mean something is broken.
@@ -1007,9 +426,40 @@ def main():
     for row in data["scaling"]:
         if row["non2xx"] or row["socket_errors"]:
             problems.append(f"{row['target']} /metrics at {row['n']}: errors")
+    problems += curves.problems(data["curves"])
+    for label, r in (data["budget"] or {}).get("rows", []):
+        if r["non2xx"]:
+            problems.append(f"budget {label}: {r['non2xx']} non-2xx")
     for p in problems:
         log(f"PROBLEM: {p}")
     return 1 if problems else 0
+
+
+def measure_budget(args, workdir):
+    """bench/budget.py's three paths, or why they were not measured."""
+    if args.no_budget:
+        return {"skipped": args.no_budget}
+    missing = budget.redis_tools_missing()
+    if missing:
+        return {"skipped": f"{missing} is not installed"}
+    budget_dir = os.path.join(workdir, "budget")
+    os.makedirs(budget_dir, exist_ok=True)
+    return budget.measure(types.SimpleNamespace(
+        mdp=args.mdp, duration=args.duration, connections=64, threads=2, smoke=args.smoke,
+        workdir=budget_dir))
+
+
+def metrics_baseline(args):
+    """{"rps", "source"}: --metrics-baseline, else bench/notes/baseline.json."""
+    if args.metrics_baseline:
+        return {"rps": args.metrics_baseline, "source": "`--metrics-baseline`"}
+    try:
+        with open(BASELINE_FILE) as f:
+            recorded = json.load(f)["metrics"]
+        return {"rps": float(recorded["rps"]), "source": recorded["source"]}
+    except (OSError, KeyError, ValueError) as error:
+        log(f"no /metrics baseline ({error})")
+        return {}
 
 
 def write_results(data, args, workdir, text):

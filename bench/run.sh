@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # One command for the whole benchmark (see BENCHMARKS.md):
 #
-#   bench/run.sh             full run: release build, Python service in a venv,
-#                            bare warp ceiling, criterion; ~15 min on 2 cores
-#   bench/run.sh --smoke     CI: a second or two per target, debug build (the one
-#                            `cargo test` already made), no venv, no criterion
+#   bench/run.sh             full run: the image's static release build, Python
+#                            service in a venv, bare warp ceiling, criterion,
+#                            cost curves, shared budget (Redis); writes
+#                            BENCHMARKS.md at the repository root
+#   bench/run.sh --smoke     CI: about a second per target, debug build (the one
+#                            `cargo test` already made), no venv, no criterion;
+#                            never writes BENCHMARKS.md
 #   bench/run.sh --only acquire
 #                            only the acquire comparison: one token bucket, the
 #                            ibkr rules with counts raised, the real ibkr profile
 #                            (release build of mdp alone, no venv, no criterion)
+#   --no-static              benchmark a plain `cargo build --release` instead of
+#                            the image's build (RUSTFLAGS="-C target-feature=+crt-static"
+#                            cargo build --release --locked --target <host triple>, as in
+#                            the Dockerfile), the default outside --smoke
 #
 # Extra arguments go to bench/bench.py (e.g. --rounds 3 --duration 5).
 # Environment: CARGO_TARGET_DIR (default ./target), BENCH_PYTHON (python3),
@@ -21,27 +28,45 @@ python=${BENCH_PYTHON:-python3}
 
 smoke=0
 only=all
+static=1
 prev=
+passed=()  # the arguments bench.py gets: all but the ones for this script
 for arg in "$@"; do
     [[ $arg == --smoke ]] && smoke=1
     [[ $prev == --only ]] && only=$arg
     [[ $arg == --only=* ]] && only=${arg#--only=}
     prev=$arg
+    if [[ $arg == --no-static ]]; then static=0; else passed+=("$arg"); fi
 done
+
+# The SSE cost curve holds 1000 streams open, each a descriptor in mdp and in
+# the client script.
+if (($(ulimit -n) < 4096)); then
+    ulimit -n 4096 2>/dev/null || echo "bench: ulimit -n is $(ulimit -n); the 1000-stream curve may fail" >&2
+fi
 
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 
 targets=(--bin mdp --example bare_warp --example event_latency)
 [[ $only == acquire ]] && targets=(--bin mdp)
 if ((smoke)); then
-    profile=debug
+    bin=$target_dir/debug
+    build=debug
     cargo build --quiet "${targets[@]}"
+elif ((static)); then
+    # The image's build (Dockerfile: the host's triple, x86_64-unknown-linux-gnu
+    # here): the figures are about the shipped binary.
+    triple=$(rustc -vV | sed -n 's/^host: //p')
+    bin=$target_dir/$triple/release
+    build="release, static: +crt-static, $triple, as the image builds it"
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --release --locked --quiet --target "$triple" "${targets[@]}"
 else
-    profile=release
-    cargo build --release --quiet "${targets[@]}"
+    bin=$target_dir/release
+    build=release
+    cargo build --release --locked --quiet "${targets[@]}"
 fi
-bin=$target_dir/$profile
-extra=(--mdp "$bin/mdp" --build "$profile")
+extra=(--mdp "$bin/mdp" --build "$build")
 if [[ $only != acquire ]]; then
     extra+=(--bare-warp "$bin/examples/bare_warp" --event-latency "$bin/examples/event_latency")
 fi
@@ -76,4 +101,8 @@ sys.exit(m.version("market-data-pipeline") != "0.8.1")' 2>/dev/null; then
     fi
 fi
 
-exec "$python" "$root/bench/bench.py" "${extra[@]}" --command "bench/run.sh $*" "$@"
+if ((!smoke)) && [[ $only == all ]]; then
+    extra+=(--benchmarks-md "$root/BENCHMARKS.md")
+fi
+
+exec "$python" "$root/bench/bench.py" "${extra[@]}" --command "bench/run.sh $*" "${passed[@]}"
