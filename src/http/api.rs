@@ -135,7 +135,6 @@ pub(super) async fn feedback(ctx: Ctx, body: Body) -> Response {
         let outcome = ctx
             .engine
             .observe(observation, received)
-            .await
             .ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
         match outcome {
             Outcome::Applied { level } => Ok(json!({
@@ -401,8 +400,7 @@ pub(super) async fn forget_coordinator(id: String, ctx: Ctx) -> Response {
     let result = async {
         let known = ctx
             .engine
-            .forget(id.clone())
-            .await
+            .forget(&id)
             .ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
         if !known {
             return Err(ApiError::NotFound(format!("no coordinator {id:?}")));
