@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the hot paths: the control step, the event -> new
-//! scale path through the control loop, the limiter, the exposition (and how
+//! scale path through the engine, the limiter, the exposition (and how
 //! it grows with providers and coordinators), one acquire decision with a
 //! token bucket against the ibkr pacing rules, and the busiest routes through
 //! the whole warp filter in process (no socket). The load test over real
@@ -74,8 +74,8 @@ fn event_to_scale(c: &mut Criterion) {
         )
     });
     let mut i = 0u64;
-    // From the thread blocked in `block_on`: every event wakes a worker
-    // thread and every reply wakes this one (two cross-thread wake-ups).
+    // From the thread blocked in `block_on`: the event is applied on that
+    // thread, with no task woken on the way.
     c.bench_function("engine/event -> new scale in force (round trip)", |b| {
         b.to_async(&runtime).iter(|| {
             i += 1;
@@ -90,7 +90,6 @@ fn event_to_scale(c: &mut Criterion) {
             async move {
                 engine
                     .observe(obs, tokio::time::Instant::now())
-                    .await
                     .expect("loop runs");
                 let expected = if level == Level::Hard { 0.0 } else { 1.0 };
                 assert_eq!(rates.views()[0].scale, expected);
@@ -116,7 +115,6 @@ fn event_to_scale(c: &mut Criterion) {
                             };
                             engine
                                 .observe(obs, tokio::time::Instant::now())
-                                .await
                                 .expect("loop runs");
                             let expected = if level == Level::Hard { 0.0 } else { 1.0 };
                             assert_eq!(rates.views()[0].scale, expected);

@@ -3,12 +3,15 @@
 //! median, this gives the tail.
 //!
 //! Every event flips the level between OK and HARD with no relax hold, so
-//! each one changes the scale: the worst case for the control loop. Events
-//! are sent from a task on the service's kind of runtime, as an HTTP handler
-//! sends them. Two clocks are read: the sender's round trip (send the event
-//! to the loop, wait for its reply, with the new scale in force in the rate
-//! coordinator) and the loop's own `mdp_feedback_event_to_scale_seconds`
-//! histogram.
+//! each one changes the scale, the level and the snapshot: the worst case
+//! for the engine. Events are sent from a task on the service's kind of
+//! runtime, as an HTTP handler sends them; `EngineHandle::observe` applies
+//! each one in that task (decision, scale, metrics, snapshot) and returns.
+//! Two clocks are read: the sender's round trip (from handing the event to
+//! the engine until its outcome is back, with the new scale checked in force
+//! in the rate coordinator) and the engine's own
+//! `mdp_feedback_event_to_scale_seconds` histogram (receipt until the scale
+//! is written).
 //!
 //! `cargo run --release --example event_latency -- [EVENTS]` prints one JSON line.
 #![forbid(unsafe_code)]
@@ -102,7 +105,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let started = Instant::now();
                 engine
                     .observe(obs, tokio::time::Instant::now())
-                    .await
                     .ok_or("the control loop stopped")?;
                 let elapsed = started.elapsed();
                 if probe.views()[0].scale != expected {

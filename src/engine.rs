@@ -1,6 +1,8 @@
-//! The control loop: one task owning the [`Controller`], fed over a channel,
-//! publishing each new state through `watch` and applying the scale to the
-//! rate coordinator.
+//! The control state and its loop: the [`Controller`] behind one short
+//! mutex, so a feedback event is decided and its scale written to the rate
+//! coordinator in the caller's task, with no hop to another task; each new
+//! state is published through `watch`. One task runs what time drives (the
+//! relax hold, ramps, staleness, the per-second refresh and history).
 
 use crate::clock::{Clock, unix_now};
 use crate::control::{
@@ -15,36 +17,15 @@ use serde::Serialize;
 use series::Series;
 use std::collections::VecDeque;
 use std::ops::Deref;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 mod series;
 
 /// Seconds of history kept at one sample per second (one hour).
 pub const HISTORY_SECONDS: usize = 3600;
-/// Commands queued for the loop at most before senders wait.
-const QUEUE: usize = 4096;
-
-/// What the loop is asked to do.
-#[derive(Debug)]
-pub enum Command {
-    /// Apply a feedback event; `received` starts the event -> scale clock.
-    Feedback {
-        observation: Observation,
-        received: Instant,
-        reply: oneshot::Sender<Outcome>,
-    },
-    /// The result of one poll of the store (pull mode).
-    Poll(PollOutcome),
-    /// Forget a coordinator (an operator's word); replies whether it was known.
-    Forget {
-        coordinator_id: String,
-        reply: oneshot::Sender<bool>,
-    },
-}
-
 /// The published state, rebuilt after every change.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
@@ -98,51 +79,78 @@ pub type History = Arc<RwLock<VecDeque<Sample>>>;
 /// How often a store poll that keeps failing is said again.
 const POLL_WARNING_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// How the rest of the service talks to the loop. Request handlers clone it
-/// per request: it is one reference count around the [`Channels`].
+/// How the rest of the service talks to the control state. Request handlers
+/// clone it per request: it is one reference count around the [`Shared`].
 #[derive(Debug, Clone)]
-pub struct EngineHandle(Arc<Channels>);
+pub struct EngineHandle(Arc<Shared>);
 
-/// The loop's command queue, published state and history.
-#[derive(Debug)]
-pub struct Channels {
-    pub commands: mpsc::Sender<Command>,
+/// The control state, the loop's wake-up, the published state and history.
+pub struct Shared {
+    core: Arc<Mutex<Engine>>,
+    /// Wakes the loop when a change brings its next deadline forward. The
+    /// loop ends when the last sender (the last handle) is gone.
+    wake: mpsc::Sender<()>,
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub history: History,
 }
 
-impl Deref for EngineHandle {
-    type Target = Channels;
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("snapshot", &self.snapshot)
+            .finish_non_exhaustive()
+    }
+}
 
-    fn deref(&self) -> &Channels {
+impl Deref for EngineHandle {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
         &self.0
     }
 }
 
 impl EngineHandle {
-    /// Applies one observation and waits for its outcome; None when the loop
-    /// has stopped.
-    pub async fn observe(&self, observation: Observation, received: Instant) -> Option<Outcome> {
-        let (reply, outcome) = oneshot::channel();
-        let command = Command::Feedback {
-            observation,
-            received,
-            reply,
-        };
-        self.commands.send(command).await.ok()?;
-        outcome.await.ok()
+    /// Applies one observation in the caller's task: the new scale is in
+    /// force in the rate coordinator, and the metrics and the snapshot show
+    /// the change, when it returns. None when the loop has stopped.
+    pub fn observe(&self, observation: Observation, received: Instant) -> Option<Outcome> {
+        self.change(|engine| engine.feedback(observation, received))
+    }
+
+    /// Applies the result of one poll of the store (pull mode); false when
+    /// the loop has stopped.
+    pub fn poll(&self, outcome: PollOutcome) -> bool {
+        self.change(|engine| engine.poll_result(outcome)).is_some()
     }
 
     /// Forgets a coordinator; Some(false) when it is unknown, None when the
     /// loop has stopped.
-    pub async fn forget(&self, coordinator_id: String) -> Option<bool> {
-        let (reply, known) = oneshot::channel();
-        let command = Command::Forget {
-            coordinator_id,
-            reply,
-        };
-        self.commands.send(command).await.ok()?;
-        known.await.ok()
+    pub fn forget(&self, coordinator_id: &str) -> Option<bool> {
+        self.change(|engine| {
+            let now = engine.clock.now();
+            let known = engine.controller.forget(coordinator_id, now);
+            engine.apply(now, Refresh::Changes);
+            known
+        })
+    }
+
+    /// Runs one change with the state held (never across an await), then
+    /// wakes the loop if the change needs it sooner than it planned.
+    fn change<T>(&self, change: impl FnOnce(&mut Engine) -> T) -> Option<T> {
+        // Poisoned: a change panicked half-way; the loop stops the process.
+        let mut engine = self.core.lock().ok()?;
+        if engine.stopped {
+            return None;
+        }
+        let result = change(&mut engine);
+        let wake = engine.due_sooner_than_armed();
+        drop(engine);
+        if wake {
+            // Full: a wake-up is already pending. Closed: the loop is gone.
+            let _ = self.wake.try_send(());
+        }
+        Some(result)
     }
 
     pub fn current(&self) -> Arc<Snapshot> {
@@ -168,9 +176,16 @@ struct Engine {
     /// Failed polls: the first warns, repeats are summarised.
     poll_failures: crate::repeats::Repeats,
     seq: u64,
+    /// The scale last written to the rate coordinator.
     applied_scale: f64,
+    /// The scale the effective-rate gauges were last set for.
+    rates_gauged: f64,
     /// (scale, level) last written to the providers' gauges.
     gauged: Option<(f64, Level)>,
+    /// The deadline the loop sleeps until (None: only the one-second tick).
+    armed: Option<Duration>,
+    /// The loop has ended: nothing changes the state any more.
+    stopped: bool,
 }
 
 /// Starts the loop; it ends when every [`EngineHandle`] is dropped.
@@ -186,10 +201,11 @@ pub fn spawn(
     (handle, tokio::spawn(control_loop.run()))
 }
 
-/// The control loop, built but not yet running.
+/// The control loop, built but not yet running: it runs what time drives
+/// (the relax hold, ramps, staleness, the per-second refresh and history).
 pub struct ControlLoop {
-    engine: Engine,
-    receiver: mpsc::Receiver<Command>,
+    core: Arc<Mutex<Engine>>,
+    wake: mpsc::Receiver<()>,
 }
 
 impl ControlLoop {
@@ -200,9 +216,48 @@ impl ControlLoop {
         drop(halt);
     }
 
-    /// Runs until `halt` turns true (or every handle is dropped).
-    pub async fn run_until(self, halt: watch::Receiver<bool>) {
-        self.engine.run(self.receiver, halt).await;
+    /// Runs until `halt` turns true (or every handle is dropped). Once it
+    /// has ended (or panicked), the handles refuse changes.
+    pub async fn run_until(self, mut halt: watch::Receiver<bool>) {
+        let ControlLoop { core, mut wake } = self;
+        let _stop = StopOnExit(core.clone());
+        let mut every_second = tokio::time::interval(Duration::from_secs(1));
+        every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = hold(&core).arm();
+            tokio::select! {
+                woken = wake.recv() => if woken.is_none() { break },
+                // Halted, or the halt's owner is gone: either way, stop.
+                _ = halt.wait_for(|halted| *halted) => break,
+                () = sleep_until(deadline) => hold(&core).tick(Refresh::Changes),
+                _ = every_second.tick() => {
+                    let mut engine = hold(&core);
+                    engine.tick(Refresh::All);
+                    engine.record_history();
+                }
+            }
+        }
+    }
+}
+
+/// The loop's hold on the state. A change that panicked half-way (in a
+/// handler's task) leaves it poisoned: the loop panics in turn, so the
+/// supervisor restarts the process instead of running on a half-made change.
+fn hold(core: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
+    match core.lock() {
+        Ok(engine) => engine,
+        Err(_) => panic!("a change to the control state panicked half-way"),
+    }
+}
+
+/// Marks the state stopped when the loop ends, however it ends.
+struct StopOnExit(Arc<Mutex<Engine>>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        if let Ok(mut engine) = self.0.lock() {
+            engine.stopped = true;
+        }
     }
 }
 
@@ -215,7 +270,7 @@ pub fn build(
     pull: Option<&PullConfig>,
     clock: Clock,
 ) -> (EngineHandle, ControlLoop) {
-    let (commands, receiver) = mpsc::channel(QUEUE);
+    let (wake, woken) = mpsc::channel(1);
     let history: History = Arc::new(RwLock::new(VecDeque::with_capacity(HISTORY_SECONDS)));
     let series = Series::new(&metrics, &rates, &feedback_providers);
     let mut engine = Engine {
@@ -230,15 +285,21 @@ pub fn build(
         poll_failures: crate::repeats::Repeats::new(POLL_WARNING_PERIOD),
         seq: 0,
         applied_scale: f64::NAN,
+        rates_gauged: f64::NAN,
         gauged: None,
+        armed: None,
+        stopped: false,
     };
     engine.apply(clock.now(), Refresh::All);
-    let handle = EngineHandle(Arc::new(Channels {
-        commands,
-        snapshot: engine.publish.subscribe(),
+    let snapshot = engine.publish.subscribe();
+    let core = Arc::new(Mutex::new(engine));
+    let handle = EngineHandle(Arc::new(Shared {
+        core: core.clone(),
+        wake,
+        snapshot,
         history,
     }));
-    (handle, ControlLoop { engine, receiver })
+    (handle, ControlLoop { core, wake: woken })
 }
 
 fn empty_snapshot() -> Snapshot {
@@ -269,82 +330,53 @@ enum Refresh {
     All,
 }
 
-/// A reply held until the metrics are marked changed.
-type Reply = (oneshot::Sender<Outcome>, Outcome);
-
 impl Engine {
-    async fn run(mut self, mut receiver: mpsc::Receiver<Command>, mut halt: watch::Receiver<bool>) {
-        let mut every_second = tokio::time::interval(Duration::from_secs(1));
-        every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let now = self.clock.now();
-            let deadline = self
-                .controller
-                .next_deadline(now)
-                .map(|d| self.clock.instant_at(d));
-            let reply = tokio::select! {
-                command = receiver.recv() => match command {
-                    Some(command) => self.handle(command),
-                    None => break,
-                },
-                // Halted, or the halt's owner is gone: either way, stop.
-                _ = halt.wait_for(|halted| *halted) => break,
-                () = sleep_until(deadline) => {
-                    let now = self.clock.now();
-                    self.controller.tick(now);
-                    self.apply(now, Refresh::Changes);
-                    None
-                }
-                _ = every_second.tick() => {
-                    let now = self.clock.now();
-                    self.controller.tick(now);
-                    self.apply(now, Refresh::All);
-                    self.record_history();
-                    None
-                }
-            };
-            // Every write to the metrics publishes itself: a scrape shows
-            // the change before anyone hears of it.
-            if let Some((reply, outcome)) = reply {
-                // The sender may have gone (client hung up): the event applied anyway.
-                let _ = reply.send(outcome);
-            }
+    /// One feedback event: decided, its scale written to the rate
+    /// coordinator (`received` starts the event -> scale clock), then the
+    /// metrics, logs and snapshot brought in line.
+    fn feedback(&mut self, observation: Observation, received: Instant) -> Outcome {
+        let now = self.clock.now();
+        let id = observation.coordinator_id.clone();
+        let outcome = self.controller.observe(observation, now);
+        self.enforce_scale(now);
+        self.metrics
+            .observe_event_to_scale(received.elapsed().as_secs_f64());
+        self.apply(now, Refresh::Changes);
+        if let Outcome::Applied { level } = outcome {
+            self.count_event(&id, level);
+        }
+        outcome
+    }
+
+    /// Re-evaluates what time drives.
+    fn tick(&mut self, refresh: Refresh) {
+        let now = self.clock.now();
+        self.controller.tick(now);
+        self.apply(now, refresh);
+    }
+
+    /// Records the deadline the loop is about to sleep until.
+    fn arm(&mut self) -> Option<Instant> {
+        self.armed = self.controller.next_deadline(self.clock.now());
+        self.armed.map(|d| self.clock.instant_at(d))
+    }
+
+    /// Whether the controller now needs a tick before the armed deadline.
+    fn due_sooner_than_armed(&self) -> bool {
+        match self.controller.next_deadline(self.clock.now()) {
+            Some(due) => self.armed.is_none_or(|armed| due < armed),
+            None => false,
         }
     }
 
-    fn handle(&mut self, command: Command) -> Option<Reply> {
-        match command {
-            Command::Feedback {
-                observation,
-                received,
-                reply,
-            } => {
-                let now = self.clock.now();
-                let id = observation.coordinator_id.clone();
-                let outcome = self.controller.observe(observation, now);
-                self.apply(now, Refresh::Changes);
-                if let Outcome::Applied { level } = outcome {
-                    self.count_event(&id, level);
-                }
-                self.metrics
-                    .observe_event_to_scale(received.elapsed().as_secs_f64());
-                Some((reply, outcome))
-            }
-            Command::Poll(outcome) => {
-                self.poll_result(outcome);
-                None
-            }
-            Command::Forget {
-                coordinator_id,
-                reply,
-            } => {
-                let now = self.clock.now();
-                let known = self.controller.forget(&coordinator_id, now);
-                self.apply(now, Refresh::Changes);
-                let _ = reply.send(known);
-                None
-            }
+    /// Writes the scale in force to the rate coordinator if it moved.
+    fn enforce_scale(&mut self, now: Duration) -> f64 {
+        let scale = self.controller.scale(now);
+        if scale != self.applied_scale {
+            self.rates.set_control_scale(scale);
+            self.applied_scale = scale;
         }
+        scale
     }
 
     fn poll_result(&mut self, outcome: PollOutcome) {
@@ -434,16 +466,11 @@ impl Engine {
     /// when it differs from the last one (more than by the passing of time),
     /// so streams and waiting workers wake for changes, not for ticks.
     fn apply(&mut self, now: Duration, refresh: Refresh) {
+        let scale = self.enforce_scale(now);
         for event in self.controller.drain_events() {
             self.log(event);
         }
-        let scale = self.controller.scale(now);
         let level = self.controller.level();
-        let scale_changed = scale != self.applied_scale;
-        if scale_changed {
-            self.rates.set_control_scale(scale);
-            self.applied_scale = scale;
-        }
         let all = refresh == Refresh::All;
         if all || self.gauged != Some((scale, level)) {
             for provider in &self.series.feedback {
@@ -451,12 +478,13 @@ impl Engine {
             }
             self.gauged = Some((scale, level));
         }
-        if all || scale_changed {
+        if all || scale != self.rates_gauged {
             for (series, view) in self.series.effective_rate.iter().zip(self.rates.views()) {
                 if let Some(series) = series {
                     series.set_effective_rate(view.effective_rate);
                 }
             }
+            self.rates_gauged = scale;
         }
         let depth = self.controller.depth();
         self.metrics.set_queue_depth(depth.value());
@@ -561,3 +589,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;

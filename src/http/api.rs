@@ -136,7 +136,6 @@ pub(super) async fn feedback(ctx: Arc<Ctx>, body: Body) -> Response {
         let outcome = ctx
             .engine
             .observe(observation, received)
-            .await
             .ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
         match outcome {
             Outcome::Applied { level } => Ok(json!({
@@ -414,8 +413,7 @@ pub(super) async fn forget_coordinator(id: String, ctx: Arc<Ctx>) -> Response {
     let result = async {
         let known = ctx
             .engine
-            .forget(id.clone())
-            .await
+            .forget(&id)
             .ok_or_else(|| ApiError::Unavailable("shutting down".into()))?;
         if !known {
             return Err(ApiError::NotFound(format!("no coordinator {id:?}")));

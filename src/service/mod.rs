@@ -9,7 +9,7 @@ pub use tasks::{TaskExit, Tasks};
 use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::control::Controller;
-use crate::engine::{self, Command, EngineHandle};
+use crate::engine::{self, EngineHandle};
 use crate::feedback::pull;
 use crate::http::{self, Ctx};
 use crate::rate::{PacedProviders, RateCoordinator, SharedBudget, pacing_labels};
@@ -140,11 +140,8 @@ impl Service {
         }
         if let Some(pull) = &config.pull {
             let client = pull::client().map_err(StartError::Client)?;
-            let commands = engine.commands.clone();
-            let deliver = move |outcome| {
-                let commands = commands.clone();
-                async move { commands.send(Command::Poll(outcome)).await.is_ok() }
-            };
+            let engine = engine.clone();
+            let deliver = move |outcome| std::future::ready(engine.poll(outcome));
             tasks.spawn(
                 POLLER,
                 pull::run(client, pull.clone(), deliver, shutdown.clone()),
@@ -248,8 +245,8 @@ impl Service {
         }
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         stop.send_replace(true);
-        // Everything but the control loop ends with the listener; the loop
-        // serves in-flight requests until then.
+        // Everything but the control loop ends with the listener; in-flight
+        // requests apply their events until the loop halts.
         let deadline = tokio::time::Instant::now() + grace;
         let mut failure = None;
         while tasks.len() > 1 {
