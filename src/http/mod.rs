@@ -165,24 +165,25 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
             }
         });
 
+    // The busiest routes first: a request walks the chain until its path matches.
     health
-        .or(ready)
+        .or(acquire)
+        .unify()
+        .or(release)
+        .unify()
+        .or(feedback)
         .unify()
         .or(metrics)
         .unify()
-        .or(feedback)
+        .or(ready)
+        .unify()
+        .or(pushback)
         .unify()
         .or(state)
         .unify()
         .or(history)
         .unify()
         .or(events)
-        .unify()
-        .or(acquire)
-        .unify()
-        .or(release)
-        .unify()
-        .or(pushback)
         .unify()
         .or(forget)
         .unify()
