@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Log filter (tracing EnvFilter syntax), e.g. info or mdp=debug. Connection
+    /// Log filter: a level, target=level pairs, or both, e.g. info or mdp=debug,warn. Connection
     /// errors of clients that hang up are hidden unless warp::server is named.
     #[arg(
         long,
@@ -49,11 +49,84 @@ pub enum Command {
     Export(crate::export::ExportArgs),
 }
 
+/// The `--log` filter: comma-separated `level`, `target=level` or a bare
+/// `target` (all its levels), e.g. `info` or `mdp=debug,warn`. A target
+/// names a module path and everything below it.
+pub fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, String> {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let mut filter = Targets::new();
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target.trim()), level_filter(level.trim())?),
+            None => match directive.parse::<LevelFilter>() {
+                Ok(level) => (None, level),
+                Err(_) => (Some(directive), LevelFilter::TRACE),
+            },
+        };
+        filter = match target {
+            None => filter.with_default(level),
+            Some(target) if is_log_target(target) => filter.with_target(target, level),
+            Some(target) => {
+                return Err(format!(
+                    "{target:?} is not a level (off, error, warn, info, debug, trace) nor a target (a module path such as mdp::feedback)"
+                ));
+            }
+        };
+    }
+    Ok(filter)
+}
+
+fn level_filter(level: &str) -> Result<tracing_subscriber::filter::LevelFilter, String> {
+    level
+        .parse()
+        .map_err(|_| format!("{level:?} is not a level (off, error, warn, info, debug, trace)"))
+}
+
+fn is_log_target(target: &str) -> bool {
+    !target.is_empty()
+        && target
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-' | b'.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
     use std::time::Duration;
+
+    #[test]
+    fn log_filters_take_levels_and_targets() {
+        use tracing_subscriber::filter::LevelFilter;
+        let filter = log_filter("info,warp::server=off").expect("the default");
+        assert_eq!(filter.default_level(), Some(LevelFilter::INFO));
+        assert!(filter.would_enable("mdp::feedback", &tracing::Level::INFO));
+        assert!(!filter.would_enable("mdp::feedback", &tracing::Level::DEBUG));
+        assert!(!filter.would_enable("warp::server", &tracing::Level::ERROR));
+        let filter = log_filter(" mdp=debug , WARN, hyper ").expect("valid");
+        assert!(filter.would_enable("mdp::feedback::pull", &tracing::Level::DEBUG));
+        assert!(filter.would_enable("tokio", &tracing::Level::WARN));
+        assert!(!filter.would_enable("tokio", &tracing::Level::INFO));
+        assert!(filter.would_enable("hyper::proto", &tracing::Level::TRACE));
+        assert!(log_filter("mdp=3,info,").is_ok());
+        assert_eq!(log_filter("").expect("empty").default_level(), None);
+    }
+
+    #[test]
+    fn a_log_filter_that_is_not_one_is_refused() {
+        for spec in [
+            "nonsense[[[",
+            "mdp=verbose",
+            "a=b=c",
+            "mdp[{x}]=info",
+            "a b=info",
+            "=info",
+        ] {
+            let error = log_filter(spec).expect_err(spec);
+            assert!(error.contains("is not a level"), "{spec}: {error}");
+            assert!(!error.contains('\n'), "{spec}: {error}");
+        }
+    }
 
     #[test]
     fn command_line_definition_is_consistent() {

@@ -99,15 +99,25 @@ fn colour() -> bool {
 }
 
 fn init_logging(filter: &str, format: LogFormat) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::builder()
-        .parse(filter)
-        .map_err(|e| format!("invalid --log {filter:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let targets =
+        mdp::cli::log_filter(filter).map_err(|e| format!("invalid --log {filter:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.compact().with_ansi(colour()).init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
+        LogFormat::Text => builder
+            .compact()
+            .with_ansi(colour())
+            .finish()
+            .with(targets)
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_ansi(false)
+            .finish()
+            .with(targets)
+            .init(),
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! In Kubernetes every replica polls the same store, so every replica sees the
 //! same feedback without the store knowing how many replicas there are.
 
+use super::exposition::{self, Line, Sample};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -53,37 +54,64 @@ impl PullError {
 }
 
 /// Reads `metric{label="..."}` from a Prometheus text exposition. Series
-/// without the label, with ids that are not label-safe, or with values that
-/// are not finite non-negative numbers are skipped; none at all is an error.
+/// without the label, with ids that are not label-safe, with values that are
+/// not finite non-negative numbers, or of a metric declared as anything but a
+/// gauge (or untyped) are skipped; none at all is an error. Lines of other
+/// metrics are not looked at beyond their name.
 pub fn parse_depths(
     text: &str,
     metric: &str,
     label: &str,
 ) -> Result<Vec<(String, u64)>, PullError> {
-    let lines = text.lines().map(|line| Ok(line.to_owned()));
-    let scrape =
-        prometheus_parse::Scrape::parse(lines).map_err(|e| PullError::Parse(e.to_string()))?;
-    let mut depths: Vec<(String, u64)> = scrape
-        .samples
-        .iter()
-        .filter(|sample| sample.metric == metric)
-        .filter_map(|sample| {
-            let value = match sample.value {
-                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-                _ => return None,
-            };
-            let id = sample.labels.get(label)?;
-            let valid = crate::rate::is_label_safe(id, super::MAX_COORDINATOR_ID)
-                && (0.0..9.0e15).contains(&value);
-            valid.then(|| (id.to_owned(), value.round() as u64))
-        })
-        .collect();
+    let mut kind = None;
+    let mut unreadable = None;
+    let mut depths: Vec<(String, u64)> = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let start = line.trim_start_matches([' ', '\t']);
+        if !start.starts_with('#') && !names(start, metric) {
+            continue;
+        }
+        match exposition::parse_line(line) {
+            Ok(Line::Type {
+                name,
+                kind: declared,
+            }) if name == metric => kind = Some(declared),
+            Ok(Line::Sample(sample)) if sample.name == metric => {
+                if let Some(depth) = depth(&sample, label) {
+                    depths.push(depth);
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                unreadable.get_or_insert_with(|| format!("line {}: {error}", number + 1));
+            }
+        }
+    }
+    if !matches!(kind, None | Some("gauge" | "untyped")) {
+        depths.clear();
+    }
     if depths.is_empty() {
-        return Err(PullError::Missing(format!("{metric}{{{label}}}")));
+        return Err(match unreadable {
+            Some(why) => PullError::Parse(why),
+            None => PullError::Missing(format!("{metric}{{{label}}}")),
+        });
     }
     depths.sort();
     depths.dedup_by(|a, b| a.0 == b.0);
     Ok(depths)
+}
+
+/// Whether a sample line starts with exactly this metric name.
+fn names(line: &str, metric: &str) -> bool {
+    line.strip_prefix(metric)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '{']))
+}
+
+fn depth(sample: &Sample<'_>, label: &str) -> Option<(String, u64)> {
+    let id = sample.label(label)?;
+    let valid = crate::rate::is_label_safe(id, super::MAX_COORDINATOR_ID)
+        && (0.0..9.0e15).contains(&sample.value);
+    valid.then(|| (id.to_owned(), sample.value.round() as u64))
 }
 
 /// Polls once.
@@ -206,5 +234,62 @@ mds_other{coord_id=\"store_03\"} 9999
         assert!(parse_depths("", "mds_coord_queue_depth", "coord_id").is_err());
         assert!(parse_depths("<html>oops</html>", "mds_coord_queue_depth", "coord_id").is_err());
         assert!(parse_depths("mds_other 1\n", "mds_coord_queue_depth", "coord_id").is_err());
+    }
+
+    fn depths(text: &str) -> Result<Vec<(String, u64)>, PullError> {
+        parse_depths(text, "mds_coord_queue_depth", "coord_id")
+    }
+
+    #[test]
+    fn only_the_metric_itself_is_read() {
+        let text = "\
+mds_coord_queue_depth_max{coord_id=\"a\"} 1
+mds_coord_queue_depthx{coord_id=\"b\"} 2
+<html>not { metrics=\"\"
+mds_coord_queue_depth{zone=\"x\",coord_id=\"c\"} 3 1712345678901
+mds_coord_queue_depth {coord_id=\"d\",} 4.4
+";
+        assert_eq!(
+            depths(text),
+            Ok(vec![("c".to_owned(), 3), ("d".to_owned(), 4)])
+        );
+    }
+
+    #[test]
+    fn a_metric_declared_as_a_counter_is_not_a_depth() {
+        let text =
+            "# TYPE mds_coord_queue_depth counter\nmds_coord_queue_depth{coord_id=\"a\"} 1\n";
+        assert_eq!(
+            depths(text),
+            Err(PullError::Missing("mds_coord_queue_depth{coord_id}".into()))
+        );
+        let untyped =
+            "# TYPE mds_coord_queue_depth untyped\nmds_coord_queue_depth{coord_id=\"a\"} 1\n";
+        assert_eq!(depths(untyped), Ok(vec![("a".to_owned(), 1)]));
+    }
+
+    #[test]
+    fn a_malformed_line_of_the_metric_is_skipped_and_named_if_nothing_else_is_left() {
+        let broken = "# HELP x\nmds_coord_queue_depth{coord_id=\"a} 1\n";
+        assert_eq!(
+            depths(broken),
+            Err(PullError::Parse("line 2: unterminated label value".into()))
+        );
+        let mixed = format!("{broken}mds_coord_queue_depth{{coord_id=\"b\"}} 7\n");
+        assert_eq!(depths(&mixed), Ok(vec![("b".to_owned(), 7)]));
+    }
+
+    #[test]
+    fn escaped_or_hostile_ids_are_not_coordinators() {
+        let text = format!(
+            "mds_coord_queue_depth{{coord_id=\"a\\\"b\"}} 1\n\
+             mds_coord_queue_depth{{coord_id=\"{}\"}} 1\n\
+             mds_coord_queue_depth{{coord_id=\"x\\ny\"}} 1\n\
+             mds_coord_queue_depth{{coord_id=\"big\"}} 1e300\n\
+             mds_coord_queue_depth{{coord_id=\"inf\"}} +Inf\n\
+             mds_coord_queue_depth{{coord_id=\"ok\"}} 0\n",
+            "x".repeat(65)
+        );
+        assert_eq!(depths(&text), Ok(vec![("ok".to_owned(), 0)]));
     }
 }
