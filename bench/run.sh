@@ -59,8 +59,14 @@ elif ((static)); then
     triple=$(rustc -vV | sed -n 's/^host: //p')
     bin=$target_dir/$triple/release
     build="release, static: +crt-static, $triple, as the image builds it"
-    RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --release --locked --quiet --target "$triple" "${targets[@]}"
+    # The binary alone, as the Dockerfile builds it: built together with the
+    # examples it would get their dev-dependencies' features (HTTP/2 and more).
+    export RUSTFLAGS="-C target-feature=+crt-static"
+    cargo build --release --locked --quiet --target "$triple" --bin mdp
+    if [[ $only != acquire ]]; then
+        cargo build --release --locked --quiet --target "$triple" --example bare_warp --example event_latency
+    fi
+    unset RUSTFLAGS
 else
     bin=$target_dir/release
     build=release
