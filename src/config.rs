@@ -461,7 +461,7 @@ fn parse_providers(texts: &[String], has_paced: bool) -> Result<Vec<ProviderSpec
 }
 
 fn pull_config(args: &PullArgs, url: String) -> Result<PullConfig, OptionError> {
-    let parsed = reqwest::Url::parse(&url).map_err(|e| refuse("store-metrics-url", e))?;
+    let parsed = url::Url::parse(&url).map_err(|e| refuse("store-metrics-url", e))?;
     if parsed.scheme() != "http" {
         return Err(refuse(
             "store-metrics-url",

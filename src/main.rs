@@ -8,6 +8,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A panic anywhere ends the process with status 1, logged (the release
+    // build aborts on panic rather than unwinding).
+    mdp::service::exit_on_panic();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return clap_error(&error),

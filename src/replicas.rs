@@ -141,7 +141,7 @@ pub fn addresses_from_hosts(text: &str, name: &str) -> Vec<IpAddr> {
 
 /// A failed lookup in one readable line (the resolver's own text carries the
 /// Debug form of the query and of the answer's records).
-fn lookup_error(name: &str, error: &hickory_resolver::net::NetError) -> String {
+pub(crate) fn lookup_error(name: &str, error: &hickory_resolver::net::NetError) -> String {
     use hickory_resolver::net::NetError;
     if error.is_nx_domain() {
         return format!("{name}: no such name");

@@ -144,7 +144,7 @@ pub(super) struct Driver {
     ctx: Ctx,
     store: StoreServer,
     feedback_url: String,
-    http: reqwest::Client,
+    http: crate::feedback::client::HttpClient,
     provider: String,
     speed: f64,
     phase_wall: Duration,
@@ -165,7 +165,7 @@ impl Driver {
             feedback_url: format!("{}/feedback", local_url(addr)),
             ctx,
             store,
-            http: reqwest::Client::new(),
+            http: crate::feedback::client::HttpClient::new(),
             provider,
             speed: args.speed,
             phase_wall: args.phase_duration.div_f64(args.speed),
@@ -291,8 +291,17 @@ impl Driver {
             "reason": news.reason,
             "utilization": news.queue_size as f64 / capacity as f64,
         });
-        if let Err(error) = self.http.post(&self.feedback_url).json(&body).send().await {
-            tracing::warn!("store model could not push its feedback: {error}");
+        match self
+            .http
+            .post_json(&self.feedback_url, &body, 64 * 1024)
+            .await
+        {
+            Ok(answer) if answer.status.is_success() => {}
+            Ok(answer) => tracing::warn!(
+                "mdp refused the store model's feedback: HTTP {}",
+                answer.status
+            ),
+            Err(error) => tracing::warn!("store model could not push its feedback: {error}"),
         }
     }
 }

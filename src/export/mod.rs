@@ -320,7 +320,7 @@ impl ExportOptions {
                 format!("{:?} must be a DNS name", self.cluster_domain),
             );
         }
-        match reqwest::Url::parse(&self.store_url) {
+        match url::Url::parse(&self.store_url) {
             Err(e) => errors.refuse("store-metrics-url", e),
             Ok(url) if url.scheme() != "http" => {
                 errors.refuse("store-metrics-url", "only http:// URLs are supported");

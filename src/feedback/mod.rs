@@ -1,5 +1,6 @@
 //! Feedback intake: the store's pushed events (validated here) and the pull poller.
 
+pub mod client;
 pub mod exposition;
 pub mod pull;
 

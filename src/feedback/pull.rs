@@ -3,6 +3,7 @@
 //! In Kubernetes every replica polls the same store, so every replica sees the
 //! same feedback without the store knowing how many replicas there are.
 
+use super::client::{FetchError, HttpClient};
 use super::exposition::{self, Line, Sample};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -115,7 +116,7 @@ fn depth(sample: &Sample<'_>, label: &str) -> Option<(String, u64)> {
 }
 
 /// Polls once.
-pub async fn poll_once(client: &reqwest::Client, config: &PullConfig) -> PollOutcome {
+pub async fn poll_once(client: &HttpClient, config: &PullConfig) -> PollOutcome {
     match fetch(client, config).await {
         Ok(text) => match parse_depths(&text, &config.metric, &config.label) {
             Ok(depths) => PollOutcome::Depths(depths),
@@ -128,7 +129,7 @@ pub async fn poll_once(client: &reqwest::Client, config: &PullConfig) -> PollOut
 /// Polls the store every interval and hands each result to `deliver`, until
 /// shutdown (or until `deliver` says nobody listens any more).
 pub async fn run<F, Fut>(
-    client: reqwest::Client,
+    client: HttpClient,
     config: PullConfig,
     mut deliver: F,
     mut shutdown: watch::Receiver<bool>,
@@ -151,56 +152,27 @@ pub async fn run<F, Fut>(
     }
 }
 
-/// The HTTP client the poller uses.
-pub fn client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        // A pure-Rust resolver: the static binary has no NSS modules.
-        .hickory_dns(true)
-        .user_agent(concat!("mdp/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| error_chain(&e))
-}
-
 /// The most of a store's exposition read; a larger one is refused.
 const MAX_EXPOSITION: usize = 8 * 1024 * 1024;
 
-async fn fetch(client: &reqwest::Client, config: &PullConfig) -> Result<String, PullError> {
-    let mut response = client
-        .get(&config.url)
-        .timeout(config.timeout)
-        .send()
+/// One GET of the store's metrics, body included, within the poll timeout.
+async fn fetch(client: &HttpClient, config: &PullConfig) -> Result<String, PullError> {
+    let response = tokio::time::timeout(config.timeout, client.get(&config.url, MAX_EXPOSITION))
         .await
-        .map_err(|e| PullError::Request(error_chain(&e)))?;
-    if !response.status().is_success() {
-        return Err(PullError::Status(response.status().as_u16()));
+        .map_err(|_| {
+            PullError::Request(format!(
+                "no answer within {}",
+                humantime::format_duration(config.timeout)
+            ))
+        })?
+        .map_err(|error| match error {
+            FetchError::TooLarge(_) => PullError::Parse(error.to_string()),
+            FetchError::Request(why) => PullError::Request(why),
+        })?;
+    if !response.status.is_success() {
+        return Err(PullError::Status(response.status.as_u16()));
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| PullError::Request(error_chain(&e)))?
-    {
-        if body.len() + chunk.len() > MAX_EXPOSITION {
-            return Err(PullError::Parse(format!(
-                "larger than {MAX_EXPOSITION} bytes"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    String::from_utf8(body).map_err(|_| PullError::Parse("not UTF-8".into()))
-}
-
-/// An error with its causes, so a log line says *why* the request failed
-/// (refused, timed out, name not found) rather than just that it did.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    String::from_utf8(response.body.into()).map_err(|_| PullError::Parse("not UTF-8".into()))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 mod tasks;
 
-pub use tasks::{TaskExit, Tasks};
+pub use tasks::{TaskExit, Tasks, exit_on_panic};
 
 use crate::clock::Clock;
 use crate::config::ServeConfig;
@@ -33,8 +33,6 @@ pub enum StartError {
         addr: SocketAddr,
         error: std::io::Error,
     },
-    #[error("cannot build the HTTP client for pull mode: {0}")]
-    Client(String),
     #[error("cannot set up the shared budget (--budget-redis): {0}")]
     SharedBudget(String),
     #[error("cannot set up DNS resolution for --replicas-dns: {0}")]
@@ -139,7 +137,7 @@ impl Service {
             tasks.spawn(PACING_SWEEP, pacing_sweep(&rates, shutdown.clone()));
         }
         if let Some(pull) = &config.pull {
-            let client = pull::client().map_err(StartError::Client)?;
+            let client = crate::feedback::client::HttpClient::new();
             let engine = engine.clone();
             let deliver = move |outcome| std::future::ready(engine.poll(outcome));
             tasks.spawn(

@@ -3,7 +3,13 @@
 //! does not survive (Kubernetes restarts it), never a silent half-death.
 
 use std::collections::HashMap;
+use std::panic::PanicHookInfo;
 use tokio::task::{Id, JoinSet};
+
+tokio::task_local! {
+    /// The supervised task being polled, for the panic hook to name it.
+    static TASK: &'static str;
+}
 
 /// A task that ended, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,12 +43,12 @@ impl Tasks {
         F: Future<Output = ()> + Send + 'static,
     {
         let fail = failpoint(name);
-        let handle = self.set.spawn(async move {
+        let handle = self.set.spawn(TASK.scope(name, async move {
             if fail {
                 panic!("failpoint {name} (MDP_FAILPOINT)");
             }
             task.await;
-        });
+        }));
         self.names.insert(handle.id(), name);
     }
 
@@ -97,6 +103,41 @@ impl Tasks {
             aborted.extend(self.names.remove(&id));
         }
         aborted
+    }
+}
+
+/// Makes every panic a fault the process does not survive: the hook logs the
+/// task that panicked (or the thread, outside the supervised tasks), the
+/// message and where, and exits with status 1, as the supervisor does for a
+/// task that died. The binary installs it first thing; with it the release
+/// build can abort on panic (no unwinding tables) and behave the same.
+pub fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let line = panic_line(info, TASK.try_with(|name| *name).ok());
+        tracing::error!("{line}; exiting so that the process is restarted");
+        eprintln!("mdp: {line}; exiting so that the process is restarted");
+        std::process::exit(1);
+    }));
+}
+
+/// "the control loop task panicked: <message> (at src/x.rs:1:2)".
+fn panic_line(info: &PanicHookInfo<'_>, task: Option<&'static str>) -> String {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    let whose = match task {
+        Some(name) => format!("the {name} task"),
+        None => {
+            let thread = std::thread::current();
+            format!("thread {:?}", thread.name().unwrap_or("unnamed"))
+        }
+    };
+    match info.location() {
+        Some(at) => format!("{whose} panicked: {message} (at {at})"),
+        None => format!("{whose} panicked: {message}"),
     }
 }
 
