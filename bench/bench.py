@@ -221,6 +221,19 @@ def criterion_results(directory):
 # ---------------------------------------------------------------- main
 
 
+def panic_exit(binary, task="control loop"):
+    """Runs `binary serve` with MDP_FAILPOINT=task: its exit status and whether the log names it."""
+    env = dict(os.environ, MDP_FAILPOINT=task)
+    try:
+        done = subprocess.run([binary, "serve", "--listen", "127.0.0.1:0"], env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return {"task": task, "status": None, "named": False}
+    return {"task": task, "status": done.returncode,
+            "named": f"the {task} task panicked" in done.stderr}
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--mdp", required=True)
@@ -345,6 +358,10 @@ def main():
     data["sizes"]["bare warp"] = os.path.getsize(args.bare_warp)
     if python_bin:
         data["sizes"]["Python"] = tree_size(args.venv)
+
+    # The binary's own fault path: a supervised task that panics ends the
+    # process with status 1, the task named (the release profile aborts on panic).
+    data["panic_exit"] = panic_exit(args.mdp)
 
     # In-process latency and start-up first, on a machine not yet loaded.
     data["event_latency"] = {label: run_event_latency(args, path)

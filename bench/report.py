@@ -321,6 +321,13 @@ def goals(data):
                  "measured": "—" if size is None else f"{size / MIB:.1f} MiB ({size:,} B)",
                  "target": f"≤ {GOAL_BINARY_MIB} MiB",
                  "ok": None if size is None else size <= GOAL_BINARY_MIB * MIB})
+    crash = data.get("panic_exit")
+    rows.append({"goal": "a supervised task that panics (`MDP_FAILPOINT`, the mdp benchmarked): "
+                         "exit status, the task named in the log",
+                 "measured": "—" if not crash else
+                 f"status {crash['status']}, {'named' if crash['named'] else 'NOT named'}",
+                 "target": "status 1, named",
+                 "ok": None if not crash else crash["status"] == 1 and crash["named"]})
     mem = data["memory"].get("mdp", {})
     rows.append({"goal": "mdp RSS idle", "measured": f"{fmt_mib(mem.get('idle'))} MiB",
                  "target": f"< {GOAL_RSS_IDLE // MIB} MiB",

@@ -54,7 +54,13 @@ impl Ctx {
     }
 }
 
-/// The routes as a hyper service, with the shared method rules and request metrics.
+/// One route's filter on its own, JSON errors included, type-erased so that
+/// every route's service is of one type.
+type RouteFilter = warp::filters::BoxedFilter<(Response,)>;
+
+/// The routes as a hyper service, with the shared method rules and request
+/// metrics: each API route's own filter, found from the path at once, and the
+/// whole chain for the rest.
 pub fn service(
     ctx: Ctx,
 ) -> observe::Observed<
@@ -62,17 +68,33 @@ pub fn service(
         http::Request<hyper::body::Incoming>,
         Response = Response,
         Error = Infallible,
-        Future = impl Send,
+        Future = impl Send + Unpin,
     > + Clone
     + Send
     + 'static,
 > {
     let metrics = ctx.metrics.clone();
-    observe::Observed::new(warp::service(routes(ctx)), metrics)
+    let (chain, table) = build(ctx);
+    let table = table
+        .into_iter()
+        .map(|(route, filter)| (route, warp::service(filter)))
+        .collect();
+    observe::Observed::new(table, warp::service(chain.boxed()), metrics)
 }
 
 /// Every route of the service, with JSON errors for what matches none.
 pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    build(ctx).0
+}
+
+/// The whole chain, and each API route's filter by its index in
+/// [`observe::ROUTES`].
+fn build(
+    ctx: Ctx,
+) -> (
+    impl Filter<Extract = (Response,), Error = Infallible> + Clone,
+    Vec<(usize, RouteFilter)>,
+) {
     let max_body = ctx.config.http.max_body;
     let token = ctx.config.auth_token.clone().map(std::sync::Arc::new);
     let read_token = token.clone().filter(|_| ctx.config.auth_reads);
@@ -165,8 +187,28 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
             }
         });
 
+    let alone = |name: &str, filter: RouteFilter| {
+        let route = observe::ROUTES
+            .iter()
+            .position(|r| *r == name)
+            .expect("a route name");
+        (route, filter.recover(error::recover).unify().boxed())
+    };
+    let table = vec![
+        alone("health", health.boxed()),
+        alone("ready", ready.clone().boxed()),
+        alone("metrics", metrics.clone().boxed()),
+        alone("feedback", feedback.clone().boxed()),
+        alone("state", state.clone().boxed()),
+        alone("history", history.clone().boxed()),
+        alone("stream", events.clone().boxed()),
+        alone("acquire", acquire.clone().boxed()),
+        alone("export", export.clone().boxed()),
+        alone("release", release.clone().boxed()),
+        alone("pushback", pushback.clone().boxed()),
+    ];
     // The busiest routes first: a request walks the chain until its path matches.
-    health
+    let chain = health
         .or(acquire)
         .unify()
         .or(release)
@@ -192,5 +234,6 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Infallible
         .or(assets)
         .unify()
         .recover(error::recover)
-        .unify()
+        .unify();
+    (chain, table)
 }

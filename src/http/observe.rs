@@ -81,7 +81,7 @@ const UNMATCHED: usize = 12;
 
 /// The per-route series, made on first use so a scrape carries only the
 /// routes that were asked for.
-struct Observer {
+pub struct Observer {
     metrics: Metrics,
     routes: [OnceLock<HttpRoute>; ROUTES.len()],
 }
@@ -100,17 +100,31 @@ impl Observer {
     }
 }
 
-/// `inner` (the warp routes) with the shared method rules and the request metrics.
+/// The routes with the shared method rules and the request metrics.
+///
+/// A request goes straight to its own route's service (`table`, indexed like
+/// [`ROUTES`]), found from its path by [`classify`], which the metrics need
+/// anyway; only what is no API route (the dashboard's files, `DELETE
+/// /api/v1/coordinators/{id}`, unknown paths) walks the whole chain (`rest`).
+/// Every service in the table is one route's filter with the JSON error
+/// handling, so its answer is what the whole chain would give.
 #[derive(Clone)]
 pub struct Observed<S> {
-    inner: S,
+    table: [Option<S>; ROUTES.len()],
+    rest: S,
     observer: Arc<Observer>,
 }
 
 impl<S> Observed<S> {
-    pub fn new(inner: S, metrics: Metrics) -> Self {
+    /// `table`: (route index in [`ROUTES`], that route's service).
+    pub fn new(table: Vec<(usize, S)>, rest: S, metrics: Metrics) -> Self {
+        let mut by_route: [Option<S>; ROUTES.len()] = Default::default();
+        for (route, service) in table {
+            by_route[route] = Some(service);
+        }
         Observed {
-            inner,
+            table: by_route,
+            rest,
             observer: Arc::new(Observer {
                 metrics,
                 routes: Default::default(),
@@ -127,48 +141,91 @@ fn with_allow(mut response: Response, methods: Methods) -> Response {
     response
 }
 
+/// A request's answer: at once (OPTIONS, 405), or its route's, recorded in
+/// the metrics when it is ready.
+pub enum ObservedFuture<F> {
+    Ready(Option<Response>),
+    Route {
+        answer: F,
+        observer: Arc<Observer>,
+        route: usize,
+        methods: Methods,
+        started: Instant,
+    },
+}
+
+impl<F> Future for ObservedFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            ObservedFuture::Ready(response) => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+            ObservedFuture::Route {
+                answer,
+                observer,
+                route,
+                methods,
+                started,
+            } => {
+                let Poll::Ready(Ok(mut response)) = Pin::new(answer).poll(cx) else {
+                    return Poll::Pending;
+                };
+                if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    response = with_allow(response, *methods);
+                }
+                observer.record(*route, response.status(), *started);
+                Poll::Ready(Ok(response))
+            }
+        }
+    }
+}
+
 impl<S, B> tower_service::Service<Request<B>> for Observed<S>
 where
     S: tower_service::Service<Request<B>, Response = Response, Error = Infallible>
         + Clone
         + Send
         + 'static,
-    S::Future: Send + 'static,
+    S::Future: Unpin + Send + 'static,
     B: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = ObservedFuture<S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
+    /// Ready: the route services are warp's, always ready.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let started = Instant::now();
         let (route, methods) = classify(request.uri().path());
-        let observer = self.observer.clone();
-        let method = request.method().clone();
+        let method = request.method();
         if method == Method::OPTIONS {
             let mut response = with_allow(Response::default(), methods);
             *response.status_mut() = StatusCode::NO_CONTENT;
-            observer.record(route, StatusCode::NO_CONTENT, started);
-            return Box::pin(std::future::ready(Ok(response)));
+            self.observer.record(route, StatusCode::NO_CONTENT, started);
+            return ObservedFuture::Ready(Some(response));
         }
-        if route != ASSET && !methods.permits(&method) {
+        if route != ASSET && !methods.permits(method) {
             let response = with_allow(ApiError::MethodNotAllowed.into_response(), methods);
-            observer.record(route, response.status(), started);
-            return Box::pin(std::future::ready(Ok(response)));
+            self.observer.record(route, response.status(), started);
+            return ObservedFuture::Ready(Some(response));
         }
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let Ok(mut response) = answer.await;
-            if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-                response = with_allow(response, methods);
-            }
-            observer.record(route, response.status(), started);
-            Ok(response)
-        })
+        let service = self.table[route].as_mut().unwrap_or(&mut self.rest);
+        ObservedFuture::Route {
+            answer: service.call(request),
+            observer: self.observer.clone(),
+            route,
+            methods,
+            started,
+        }
     }
 }
 
