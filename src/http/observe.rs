@@ -243,4 +243,90 @@ mod tests {
         }
         assert_eq!(Methods::Write.allow(), "POST, OPTIONS");
     }
+
+    /// A service that answers with its own name in a header.
+    #[derive(Clone)]
+    struct Named(&'static str);
+
+    impl tower_service::Service<Request<()>> for Named {
+        type Response = Response;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            let mut response = Response::default();
+            response
+                .headers_mut()
+                .insert("x-served-by", HeaderValue::from_static(self.0));
+            std::future::ready(Ok(response))
+        }
+    }
+
+    async fn served_by(service: &mut Observed<Named>, method: Method, path: &str) -> String {
+        use tower_service::Service;
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .expect("request");
+        let Ok(response) = service.call(request).await;
+        response.headers().get("x-served-by").map_or_else(
+            || response.status().to_string(),
+            |v| v.to_str().unwrap().to_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_request_goes_to_its_own_route_and_the_rest_to_the_chain() {
+        let metrics = Metrics::new(&["p"]);
+        let table = vec![(0, Named("health")), (7, Named("acquire"))];
+        let mut service = Observed::new(table, Named("chain"), metrics.clone());
+        assert_eq!(
+            served_by(&mut service, Method::GET, "/health").await,
+            "health"
+        );
+        assert_eq!(
+            served_by(&mut service, Method::HEAD, "/health").await,
+            "health"
+        );
+        assert_eq!(
+            served_by(&mut service, Method::POST, "/api/v1/acquire").await,
+            "acquire"
+        );
+        // A route without its own entry, a file and an unknown path: the chain.
+        assert_eq!(
+            served_by(&mut service, Method::GET, "/ready").await,
+            "chain"
+        );
+        assert_eq!(
+            served_by(&mut service, Method::GET, "/app.js").await,
+            "chain"
+        );
+        assert_eq!(
+            served_by(&mut service, Method::DELETE, "/api/v1/coordinators/a").await,
+            "chain"
+        );
+        // The method rules answer before any route is called.
+        assert_eq!(
+            served_by(&mut service, Method::POST, "/health").await,
+            "405 Method Not Allowed"
+        );
+        assert_eq!(
+            served_by(&mut service, Method::OPTIONS, "/api/v1/acquire").await,
+            "204 No Content"
+        );
+        let text = String::from_utf8(metrics.render()).expect("UTF-8");
+        assert!(
+            text.contains("mdp_http_requests_total{route=\"health\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mdp_http_requests_total{route=\"acquire\",status=\"204\"} 1"),
+            "{text}"
+        );
+    }
 }
