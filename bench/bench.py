@@ -337,6 +337,7 @@ def main():
     mdps = [("mdp", args.mdp, args.event_latency)]
     for spec in args.compare:
         label, _, directory = spec.partition("=")
+        directory = os.path.abspath(directory)
         latency = os.path.join(directory, "examples", "event_latency")
         mdps.append((label, os.path.join(directory, "mdp"),
                      latency if os.path.exists(latency) else None))
@@ -444,6 +445,10 @@ def main():
         if row["non2xx"] or row["socket_errors"]:
             problems.append(f"{row['target']} /metrics at {row['n']}: errors")
     problems += curves.problems(data["curves"])
+    crash = data["panic_exit"]
+    if crash["status"] != 1 or not crash["named"]:
+        problems.append(f"a panicking task gave exit status {crash['status']}, "
+                        f"{'named' if crash['named'] else 'not named'} in the log")
     for label, r in (data["budget"] or {}).get("rows", []):
         if r["non2xx"]:
             problems.append(f"budget {label}: {r['non2xx']} non-2xx")
