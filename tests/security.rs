@@ -191,6 +191,69 @@ fn stalled_headers_and_idle_connections_are_closed() {
     );
 }
 
+#[test]
+fn a_head_that_trickles_in_is_cut_at_the_header_timeout() {
+    // The idle timeout alone would never close this connection: a byte
+    // arrives every 100 ms, well inside it.
+    let mdp = MdpProcess::serve(&["--header-timeout", "400ms", "--idle-timeout", "30s"], &[]);
+    let mut trickle = TcpStream::connect(mdp.addr).expect("connect");
+    let sent = Instant::now();
+    // First a whole request on the connection, so the head cut is one of a
+    // kept-alive connection's later requests, not only its first.
+    trickle
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    trickle
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&answer).contains("healthy") {
+        assert!(Instant::now() < deadline, "no answer to the first request");
+        match trickle.read(&mut buf) {
+            Ok(0) => panic!("closed before answering"),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let started = Instant::now();
+    let head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    for byte in head.iter().cycle() {
+        if Instant::now() > started + Duration::from_secs(10) {
+            break;
+        }
+        if trickle.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        match trickle.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "a head trickling in for 10 s kept the connection");
+    // The wait for the second head began after the first answer was sent.
+    assert!(
+        sent.elapsed() >= Duration::from_millis(400),
+        "cut before the header timeout: {:?}",
+        sent.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn the_connection_cap_holds_new_clients_back() {
     let mdp = MdpProcess::serve(&["--max-connections", "2"], &[]);
