@@ -24,7 +24,8 @@ pub struct HttpClient {
     user_agent: http::HeaderValue,
 }
 
-/// A response read whole: its status and body.
+/// A response: its status, and its body read whole when the status is a
+/// success (empty otherwise).
 #[derive(Debug)]
 pub struct Response {
     pub status: http::StatusCode,
@@ -100,6 +101,13 @@ impl HttpClient {
             .await
             .map_err(|e| request_error(&e))?;
         let status = response.status();
+        if !status.is_success() {
+            // The status says it all; the body is not read.
+            return Ok(Response {
+                status,
+                body: Bytes::new(),
+            });
+        }
         let body = Limited::new(response.into_body(), limit)
             .collect()
             .await
@@ -199,6 +207,76 @@ mod tests {
         }
         let error = Outer(std::io::Error::other("refused"));
         assert_eq!(error_chain(&error), "connect failed: refused");
+    }
+
+    /// Serves `answer` to every connection on a loopback port; returns its URL.
+    async fn answering(answer: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = stream.write_all(&answer).await;
+                });
+            }
+        });
+        format!("http://{addr}/metrics")
+    }
+
+    fn answer(status: &str, body: &[u8]) -> Vec<u8> {
+        let mut text = format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        text.extend_from_slice(body);
+        text
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_is_read_whole_and_a_larger_one_refused() {
+        let client = HttpClient::new();
+        let url = answering(answer("200 OK", &[b'x'; 1000])).await;
+        let response = client.get(&url, 1000).await.expect("within the limit");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body.len(), 1000);
+        assert_eq!(
+            client.get(&url, 999).await.expect_err("over the limit"),
+            FetchError::TooLarge(999)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_status_is_returned_without_its_body() {
+        let client = HttpClient::new();
+        let url = answering(answer("503 Service Unavailable", &[b'x'; 5000])).await;
+        let response = client.get(&url, 10).await.expect("an answer");
+        assert_eq!(response.status, 503);
+        assert!(response.body.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_why() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let error = HttpClient::new()
+            .get(&format!("http://{addr}/metrics"), 10)
+            .await
+            .expect_err("nothing listens");
+        assert!(error.to_string().contains("refused"), "{error}");
     }
 
     #[tokio::test]
