@@ -141,7 +141,7 @@ pub fn addresses_from_hosts(text: &str, name: &str) -> Vec<IpAddr> {
 
 /// A failed lookup in one readable line (the resolver's own text carries the
 /// Debug form of the query and of the answer's records).
-pub(crate) fn lookup_error(name: &str, error: &hickory_resolver::net::NetError) -> String {
+fn lookup_error(name: &str, error: &hickory_resolver::net::NetError) -> String {
     use hickory_resolver::net::NetError;
     if error.is_nx_domain() {
         return format!("{name}: no such name");
@@ -156,6 +156,14 @@ pub(crate) fn lookup_error(name: &str, error: &hickory_resolver::net::NetError) 
     let line = text.lines().next().unwrap_or("lookup failed");
     let short: String = line.chars().take(160).collect();
     format!("{name}: {short}")
+}
+
+/// A resolver with the system's DNS settings (`/etc/resolv.conf` and the hosts
+/// file), read by mdp itself: the static binary has no NSS modules.
+pub fn system_resolver() -> Result<hickory_resolver::TokioResolver, String> {
+    hickory_resolver::TokioResolver::builder_tokio()
+        .and_then(|builder| builder.build())
+        .map_err(|e| e.to_string())
 }
 
 /// Resolves the peer name once.

@@ -4,6 +4,7 @@
 use super::DemoArgs;
 use super::store::{Announcement, StoreModel};
 use crate::config::ConnectionLimits;
+use crate::feedback::client::HttpClient;
 use crate::http::Ctx;
 use crate::level::Level;
 use std::collections::VecDeque;
@@ -144,7 +145,7 @@ pub(super) struct Driver {
     ctx: Ctx,
     store: StoreServer,
     feedback_url: String,
-    http: crate::feedback::client::HttpClient,
+    http: HttpClient,
     provider: String,
     speed: f64,
     phase_wall: Duration,
@@ -165,7 +166,7 @@ impl Driver {
             feedback_url: format!("{}/feedback", local_url(addr)),
             ctx,
             store,
-            http: crate::feedback::client::HttpClient::new(),
+            http: HttpClient::new(),
             provider,
             speed: args.speed,
             phase_wall: args.phase_duration.div_f64(args.speed),

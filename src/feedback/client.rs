@@ -170,19 +170,14 @@ impl tower_service::Service<Name> for Resolver {
         Box::pin(async move {
             let resolver = cell
                 .get_or_init(|| {
-                    hickory_resolver::TokioResolver::builder_tokio()
-                        .and_then(|builder| builder.build())
-                        .map_err(|e| format!("no DNS resolver: {e}"))
+                    crate::replicas::system_resolver().map_err(|e| format!("no DNS resolver: {e}"))
                 })
                 .as_ref()
                 .map_err(|e| BoxError::from(e.clone()))?;
-            let host = name.as_str();
-            let answer = resolver
-                .lookup_ip(host)
-                .await
-                .map_err(|e| BoxError::from(crate::replicas::lookup_error(host, &e)))?;
-            let found: Vec<SocketAddr> = answer.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
-            Ok(found.into_iter())
+            let found = crate::replicas::resolve(name.as_str(), None, resolver).await?;
+            let addrs: Vec<SocketAddr> =
+                found.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+            Ok(addrs.into_iter())
         })
     }
 }

@@ -369,9 +369,7 @@ fn start_replica_watch(
             pod_ip,
             hosts_file,
         } => {
-            let resolver = hickory_resolver::TokioResolver::builder_tokio()
-                .and_then(|builder| builder.build())
-                .map_err(|e| StartError::Resolver(e.to_string()))?;
+            let resolver = crate::replicas::system_resolver().map_err(StartError::Resolver)?;
             let dns = DnsWatch {
                 name: name.clone(),
                 refresh: *refresh,

@@ -74,12 +74,7 @@ impl Tasks {
             Err(error) => {
                 let name = self.names.remove(&error.id()).unwrap_or("unnamed");
                 let panic = if error.is_panic() {
-                    let payload = error.into_panic();
-                    payload
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "(no message)".to_owned())
+                    panic_message(error.into_panic().as_ref()).to_owned()
                 } else {
                     "cancelled".to_owned()
                 };
@@ -120,14 +115,18 @@ pub fn exit_on_panic() {
     }));
 }
 
-/// "the control loop task panicked: <message> (at src/x.rs:1:2)".
-fn panic_line(info: &PanicHookInfo<'_>, task: Option<&'static str>) -> String {
-    let payload = info.payload();
-    let message = payload
+/// A panic's message: the text `panic!` was given, whichever form it took.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
         .downcast_ref::<&str>()
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)");
+        .unwrap_or("(no message)")
+}
+
+/// "the control loop task panicked: <message> (at src/x.rs:1:2)".
+fn panic_line(info: &PanicHookInfo<'_>, task: Option<&'static str>) -> String {
+    let message = panic_message(info.payload());
     let whose = match task {
         Some(name) => format!("the {name} task"),
         None => {
